@@ -1,0 +1,70 @@
+"""Planning speed and memory: 1,000 / 10,000 / 100,000-run grids through the real grid-plan.
+
+Goals: 10,000 runs under 2 s, 100,000 under 20 s. Each size runs in a fresh process so its
+wall time includes start-up and its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIZES = {1_000: (10, 10, 10), 10_000: (10, 10, 10, 10), 100_000: (10, 10, 10, 10, 10)}
+KEYS = ("beta", "epsilon", "lambd", "learning_rate", "num_epoch")
+
+
+def grid_config(shape: tuple[int, ...]) -> str:
+    lines = ["behaviors:", "  3DBall:", "    trainer_type: ppo", "    hyperparameters:"]
+    for key, count in zip(KEYS, shape, strict=False):
+        values = ", ".join(str(round(0.001 * (i + 1), 4)) for i in range(count))
+        lines.append(f"      {key}: {{opt_values: [{values}]}}")
+    lines += ["    max_steps: 500000", "    summary_freq: 12000"]
+    return "\n".join(lines) + "\n"
+
+
+def measure(runs: int, shape: tuple[int, ...], folder: Path) -> tuple[float, float]:
+    config = folder / f"grid{runs}.yaml"
+    config.write_text(grid_config(shape))
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from mlagents_grid.cli import plan; sys.exit(plan(sys.argv[1:]))",
+        str(config),
+        "--queue",
+        str(folder / f"q{runs}"),
+        "--results-dir",
+        str(folder / "results"),
+        "--max-runs",
+        str(runs),
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(peak, before) / 1024
+
+
+def main() -> list[tuple[str, str, str]]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for runs, shape in SIZES.items():
+            elapsed, peak_mb = measure(runs, shape, Path(tmp))
+            goal = {10_000: 2.0, 100_000: 20.0}.get(runs)
+            verdict = ""
+            if goal is not None:
+                verdict = f" (goal < {goal:g} s: {'met' if elapsed < goal else 'MISSED'})"
+            rows.append(
+                (f"plan {runs:,} runs", f"{elapsed:.2f} s{verdict}", f"peak RSS {peak_mb:.0f} MB")
+            )
+    for row in rows:
+        print(" | ".join(row))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

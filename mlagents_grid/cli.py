@@ -1,0 +1,402 @@
+"""Thin argparse entry points: parse, call the module that does the work, map errors to codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import GridError
+from .planner import (
+    DEFAULT_MAX_RUNS,
+    Plan,
+    config_info_line,
+    load_document,
+    plan_document,
+    validate_with_mlagents,
+)
+from .queue import DEFAULT_QUEUE_ROOT, Queue, Sweep, resolve_queue, worker_identity
+from .worker import Worker, WorkerOptions, trainer_command
+
+REFUSED_TRAINER_ARGS = ("--resume", "--force")
+
+
+def _run(prog: str, body: Callable[[], int]) -> int:
+    """Bad input gives one line and exit code 2, never a traceback."""
+    try:
+        return body()
+    except GridError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _queue_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--queue",
+        metavar="DIR",
+        help=f"the sweep's queue folder (default: $GRID_QUEUE, else the only sweep under "
+        f"./{DEFAULT_QUEUE_ROOT})",
+    )
+
+
+# -- grid-plan --------------------------------------------------------------------------
+def _plan_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grid-plan",
+        allow_abbrev=False,
+        description="Expand every opt_values list of an ML-Agents trainer config into one "
+        "queued run per combination. Arguments it does not know are passed to every "
+        "mlagents-learn run.",
+        epilog="example: grid-plan config/3DBall.yaml --env=Builds/3DBall --no-graphics",
+    )
+    parser.add_argument("config", help="trainer config YAML with opt_values / opt_stop")
+    parser.add_argument(
+        "--queue", metavar="DIR", help=f"queue folder (default: ./{DEFAULT_QUEUE_ROOT}/PREFIX)"
+    )
+    parser.add_argument("--run-id", metavar="PREFIX", help="run-id prefix (default: config stem)")
+    parser.add_argument(
+        "--results-dir", metavar="DIR", help="mlagents-learn results folder (default: results)"
+    )
+    parser.add_argument("--base-port", type=int, metavar="N", help="first port (default: 5005)")
+    parser.add_argument(
+        "--max-runs",
+        type=int,
+        metavar="N",
+        default=DEFAULT_MAX_RUNS,
+        help=f"refuse grids larger than N runs (default: {DEFAULT_MAX_RUNS:,})",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the runs, write nothing")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite existing results folders of these run ids on their first attempt",
+    )
+    return parser
+
+
+def _option_value(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _section_value(document: object, section: str, key: str) -> object:
+    body = document.get(section) if isinstance(document, dict) else None
+    return body.get(key) if isinstance(body, dict) else None
+
+
+def _positive_int(value: object, where: str) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise GridError(f"{where}: expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise GridError(f"{where}: must be at least 1, got {number}")
+    return number
+
+
+def plan(argv: Sequence[str] | None = None) -> int:
+    args, trainer_args = _plan_parser().parse_known_args(argv)
+    for arg in trainer_args:
+        name = arg.split("=", 1)[0]
+        if name in REFUSED_TRAINER_ARGS:
+            raise GridError(
+                f"{name}: grid-worker decides --resume/--force for each run; drop it "
+                "(use grid-plan --force to overwrite existing results)"
+            )
+    config_path = Path(args.config)
+    document = load_document(config_path)
+    prefix = args.run_id if args.run_id is not None else config_path.stem
+    the_plan = plan_document(document, str(config_path), prefix)
+    if the_plan.count > args.max_runs:
+        raise GridError(
+            f"{config_path}: {the_plan.count:,} runs ({the_plan.describe_dimensions()}) exceed "
+            f"the limit of {args.max_runs:,}; pass --max-runs {the_plan.count} to allow them"
+        )
+    for warning in the_plan.warnings:
+        print(f"grid-plan: warning: {warning}", file=sys.stderr)
+    if not validate_with_mlagents(the_plan):
+        print(
+            "grid-plan: note: mlagents is not importable here, so only the top-level sections "
+            "were checked; install mlagents beside grid-plan for full validation",
+            file=sys.stderr,
+        )
+
+    num_envs_arg = _option_value(trainer_args, "--num-envs")
+    num_envs = _positive_int(
+        num_envs_arg or _section_value(document, "env_settings", "num_envs") or 1,
+        "--num-envs" if num_envs_arg else f"{config_path}: env_settings.num_envs",
+    )
+    results = Path(
+        args.results_dir
+        or str(_section_value(document, "checkpoint_settings", "results_dir") or "results")
+    ).absolute()
+    base_port = args.base_port or _section_value(document, "env_settings", "base_port") or 5005
+    base_port = _positive_int(base_port, "--base-port")
+    queue_dir = Path(args.queue) if args.queue else DEFAULT_QUEUE_ROOT / prefix
+
+    if args.dry_run:
+        for run in the_plan.runs():
+            print(config_info_line(run))
+        print(f"{the_plan.count} runs ({the_plan.describe_dimensions()}); dry run: nothing written")
+        return 0
+
+    run_ids = [f"{prefix}-{i}" for i in range(the_plan.count)]
+    existing = sorted(set(run_ids).intersection(_listdir(results)), key=run_ids.index)
+    if existing and not args.force:
+        shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
+        raise GridError(
+            f"{results}: results already exist for {len(existing)} run id(s) ({shown}); "
+            "pass --force to overwrite them, or --run-id with a new prefix"
+        )
+    sweep = Sweep(
+        prefix=prefix,
+        source=str(config_path.absolute()),
+        results_dir=str(results),
+        base_port=base_port,
+        num_envs=num_envs,
+        trainer_args=trainer_args,
+        force=args.force,
+        cwd=os.getcwd(),
+        created=time.time(),
+        behaviors=list(the_plan.behaviors),
+        dimensions=[
+            {"owner": d.owner, "name": d.name, "values": list(d.values)}
+            for d in the_plan.dimensions
+        ],
+        run_ids=run_ids,
+    )
+    queue = Queue(queue_dir)
+    queue.create(the_plan, sweep)
+    queue.record("planned", runs=the_plan.count, source=sweep.source)
+    _print_plan_summary(queue, the_plan)
+    return 0
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
+def _print_plan_summary(queue: Queue, the_plan: Plan) -> None:
+    sweep = queue.sweep
+    q = shlex.quote(str(queue.root))
+    count = the_plan.count
+    print(f"Planned {count} run{'s' if count != 1 else ''} of {sweep.prefix} in {q}")
+    print(f"  swept:    {the_plan.describe_dimensions()}")
+    conditions = the_plan.conditions
+    for condition in conditions:
+        print(f"  opt_stop: {condition.describe()}")
+    print(f"  results:  {sweep.results_dir}  (ports from {sweep.base_port})")
+    print(f"  runs:     {queue.config_info}")
+    print("Next:")
+    print(f"  grid-worker --queue {q}    # start one per run to train at once")
+    if conditions:
+        logdir = shlex.quote(sweep.results_dir)
+        print(f"  grid-monitor --queue {q} --logdir {logdir}    # applies opt_stop")
+    print(f"  grid-status --queue {q}")
+
+
+def plan_main() -> None:
+    sys.exit(_run("grid-plan", plan))
+
+
+# -- grid-status ------------------------------------------------------------------------
+def status_command(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="grid-status", description="Show every run's state.")
+    _queue_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    from rich.console import Console
+
+    from . import status
+
+    queue = resolve_queue(args.queue)
+    report = status.collect(queue)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        status.print_table(report, Console())
+    return 0
+
+
+def status_main() -> None:
+    sys.exit(_run("grid-status", status_command))
+
+
+# -- grid-stop --------------------------------------------------------------------------
+def stop_command(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="grid-stop", description="Stop runs by hand: drops their kill files."
+    )
+    _queue_argument(parser)
+    parser.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    parser.add_argument("--reason", default="stopped by hand", help="recorded stop reason")
+    parser.add_argument("--all", action="store_true", help="stop every run not yet final")
+    args = parser.parse_args(argv)
+    queue = resolve_queue(args.queue)
+    known = queue.sweep.run_ids
+    if args.all:
+        targets = [r for r in known if r not in set(queue.final_ids())]
+    else:
+        if not args.run_ids:
+            raise GridError("give the run ids to stop, or --all")
+        unknown = [r for r in args.run_ids if r not in set(known)]
+        if unknown:
+            raise GridError(
+                f"{queue.root}: no run {unknown[0]!r} in this sweep; see grid-status for run ids"
+            )
+        targets = args.run_ids
+    by = f"grid-stop {worker_identity()}"
+    for run_id in targets:
+        if queue.request_stop(run_id, args.reason, by):
+            queue.record("stop-requested", run_id, reason=args.reason, by=by)
+            print(f"{run_id}: stop requested ({args.reason})")
+            queue.settle_stopped(run_id, by)
+        else:
+            print(f"{run_id}: a stop was already requested")
+    return 0
+
+
+def stop_main() -> None:
+    sys.exit(_run("grid-stop", stop_command))
+
+
+# -- grid-worker ------------------------------------------------------------------------
+def worker_command(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="grid-worker",
+        description="Claim runs from the queue one at a time and train them. Start one per "
+        "run to train at once, on any host that sees the queue folder.",
+    )
+    _queue_argument(parser)
+    parser.add_argument(
+        "--trainer",
+        metavar="CMD",
+        help="command to run instead of mlagents-learn (default: $GRID_TRAINER or mlagents-learn)",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="stay until every run is final, taking over runs that dead workers leave behind",
+    )
+    parser.add_argument(
+        "--max-attempts", type=int, default=3, metavar="N", help="failures before a run is failed"
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="time a stopped trainer gets to save its model before SIGTERM (default: 60)",
+    )
+    parser.add_argument(
+        "--gpus", metavar="LIST", help="GPU indices, e.g. 0,1: each port slot gets one in turn"
+    )
+    parser.add_argument("--console", action="store_true", help="echo trainer output here too")
+    parser.add_argument(
+        "--polling",
+        action="store_true",
+        default=None,
+        help="poll the queue folder instead of inotify (chosen by itself on NFS and the like)",
+    )
+    args = parser.parse_args(argv)
+    if args.max_attempts < 1:
+        raise GridError(f"--max-attempts: must be at least 1, got {args.max_attempts}")
+    if args.grace < 0:
+        raise GridError(f"--grace: must be 0 or more seconds, got {args.grace:g}")
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
+    if args.gpus is not None and not all(g.isdigit() for g in gpus):
+        raise GridError(f"--gpus {args.gpus!r}: give GPU indices separated by commas, e.g. 0,1")
+    queue = resolve_queue(args.queue)
+    queue.sweep  # noqa: B018 - fail on a missing sweep before anything starts
+    options = WorkerOptions(
+        trainer=trainer_command(args.trainer),
+        wait=args.wait,
+        max_attempts=args.max_attempts,
+        grace=args.grace,
+        gpus=gpus,
+        console=args.console,
+        polling=args.polling,
+    )
+    return Worker(queue, options).run()
+
+
+def worker_main() -> None:
+    sys.exit(_run("grid-worker", worker_command))
+
+
+# -- grid-monitor -----------------------------------------------------------------------
+def monitor_command(argv: Sequence[str] | None = None) -> int:
+    from .monitor import DEFAULT_INTERVAL, DEFAULT_TENSORBOARD, Monitor
+
+    parser = argparse.ArgumentParser(
+        prog="grid-monitor",
+        description="Stop running runs that meet their opt_stop conditions, reading TensorBoard's "
+        "HTTP API or (with --logdir) the event files themselves.",
+    )
+    _queue_argument(parser)
+    parser.add_argument(
+        "--tensorboard",
+        metavar="URL",
+        default=DEFAULT_TENSORBOARD,
+        help=f"TensorBoard to poll (default: {DEFAULT_TENSORBOARD})",
+    )
+    parser.add_argument(
+        "--logdir",
+        metavar="DIR",
+        help="read event files under DIR (e.g. the sweep's results folder) instead of TensorBoard",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=DEFAULT_INTERVAL,
+        metavar="SECONDS",
+        help=f"seconds between polls (default: {DEFAULT_INTERVAL:g})",
+    )
+    parser.add_argument(
+        "--forever", action="store_true", help="keep running after every run is final"
+    )
+    parser.add_argument(
+        "--polling",
+        action="store_true",
+        default=None,
+        help="poll folders instead of inotify (chosen by itself on NFS and the like)",
+    )
+    args = parser.parse_args(argv)
+    if not args.interval > 0:
+        raise GridError(f"--interval: must be more than 0 seconds, got {args.interval:g}")
+    if not args.tensorboard.startswith(("http://", "https://")):
+        raise GridError(
+            f"--tensorboard {args.tensorboard!r}: give a URL like {DEFAULT_TENSORBOARD}"
+        )
+    queue = resolve_queue(args.queue)
+    queue.sweep  # noqa: B018 - fail on a missing sweep before watching anything
+    logdir = Path(args.logdir) if args.logdir else None
+    if logdir is not None and logdir.exists() and not logdir.is_dir():
+        raise GridError(f"--logdir {args.logdir}: not a folder; give the sweep's results folder")
+    monitor = Monitor(
+        queue,
+        tensorboard=args.tensorboard,
+        logdir=logdir,
+        interval=args.interval,
+        forever=args.forever,
+        polling=args.polling,
+    )
+    return monitor.run()
+
+
+def monitor_main() -> None:
+    sys.exit(_run("grid-monitor", monitor_command))

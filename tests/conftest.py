@@ -1,0 +1,120 @@
+"""Shared fixtures: the seed's configs, a fake trainer command, and a CLI runner."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mlagents_grid import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_TRAINER = Path(__file__).resolve().parent / "fake_trainer.py"
+BIN = Path(sys.executable).parent
+
+SEED_3DBALL = textwrap.dedent(
+    """\
+    behaviors:
+      3DBall:
+        trainer_type: ppo
+        hyperparameters:
+          batch_size: 64
+          buffer_size: 12000
+          learning_rate: 0.0003
+          beta:
+            opt_values: [0.001, 0.002, 0.003]
+          epsilon:
+            opt_values: [0.1, 0.2, 0.3]
+          lambd: 0.99
+          num_epoch: 3
+          learning_rate_schedule: linear
+        network_settings:
+          normalize: true
+          hidden_units: 128
+          num_layers: 2
+          vis_encode_type: simple
+        reward_signals:
+          extrinsic:
+            gamma: 0.99
+            strength: 1.0
+        keep_checkpoints: 5
+        max_steps: 500000
+        time_horizon: 1000
+        summary_freq: 12000
+    """
+)
+
+SEED_CONFIG_INFO = """\
+3DBall-0 - 3DBall - beta: 0.001 - epsilon: 0.1
+3DBall-1 - 3DBall - beta: 0.001 - epsilon: 0.2
+3DBall-2 - 3DBall - beta: 0.001 - epsilon: 0.3
+3DBall-3 - 3DBall - beta: 0.002 - epsilon: 0.1
+3DBall-4 - 3DBall - beta: 0.002 - epsilon: 0.2
+3DBall-5 - 3DBall - beta: 0.002 - epsilon: 0.3
+3DBall-6 - 3DBall - beta: 0.003 - epsilon: 0.1
+3DBall-7 - 3DBall - beta: 0.003 - epsilon: 0.2
+3DBall-8 - 3DBall - beta: 0.003 - epsilon: 0.3
+"""
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(command: Callable[[list[str]], int], prog: str, argv: list[str]) -> Result:
+    """Run an entry point in-process the way its console script does."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli._run(prog, lambda: command(argv))
+        except SystemExit as exc:  # argparse
+            code = int(exc.code or 0)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GRID_QUEUE", raising=False)
+    monkeypatch.delenv("GRID_TRAINER", raising=False)
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def tree(root: Path) -> set[str]:
+    """Every path under `root`, to prove a failed command wrote nothing."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def fake_trainer_command() -> str:
+    return f"{sys.executable} {FAKE_TRAINER}"
+
+
+@contextlib.contextmanager
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Started processes, killed by pid at the end whatever happened."""
+    started: list[subprocess.Popen[str]] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
+                proc.wait(timeout=10)
