@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test lint demo bench clean
+.PHONY: test lint demo bench clean mlagents
 
 $(BIN)/grid-plan: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ lint: $(BIN)/grid-plan
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The real ML-Agents stack, in its own environment (.venv-mlagents, Python 3.11).
+mlagents:
+	bash scripts/setup-mlagents.sh
+
+demo: $(BIN)/grid-plan mlagents
+	$(BIN)/python scripts/demo.py
 
 bench: $(BIN)/grid-plan
 	$(BIN)/python bench/run_all.py

@@ -228,7 +228,8 @@ def status_command(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        status.print_table(report, Console())
+        # A pipe or a file gets the whole table rather than 80 folded columns.
+        status.print_table(report, Console(width=None if sys.stdout.isatty() else 200))
     return 0
 
 

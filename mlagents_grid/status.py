@@ -47,22 +47,40 @@ def _clock(stamp: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(stamp)) if stamp else ""
 
 
+def _value_columns(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(owner, key, header) for every swept key; the owner is shown only when several exist."""
+    keys = list(
+        dict.fromkeys(
+            (owner, key)
+            for row in report["runs"]
+            for owner, named in row["values"].items()
+            for key in named
+        )
+    )
+    owners = {owner for owner, _ in keys}
+    return [(o, k, f"{o}.{k}" if len(owners) > 1 else k) for o, k in keys]
+
+
 def print_table(report: dict[str, Any], console: Console) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in report["counts"].items() if n)
     total = len(report["runs"])
     finished = sum(report["counts"][s] for s in ("done", "stopped", "failed"))
     console.print(f"[bold]{report['queue']}[/bold]: {finished}/{total} final ({counts})")
+    columns = _value_columns(report)
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("run", "status", "att.", "worker", "port", "started", "ended", "values", "note"):
-        table.add_column(column, overflow="fold")
+    for column in ("run", "status", "att.", "worker", "port", "started", "ended"):
+        table.add_column(column, no_wrap=True)
+    for _, _, header in columns:
+        table.add_column(header, no_wrap=True)
+    table.add_column("note", overflow="fold", min_width=20)
     for row in report["runs"]:
-        values = "; ".join(
-            f"{owner}: " + ", ".join(f"{k}={format_value(v)}" for k, v in named.items())
-            for owner, named in row.get("values", {}).items()
-        )
         note = row.get("stop_reason") or row.get("error") or ""
         if row.get("status") == "failed" and row.get("exit_code") is not None:
             note = f"exit code {row['exit_code']}"
+        values = [
+            format_value(row["values"][owner][key]) if key in row["values"].get(owner, {}) else ""
+            for owner, key, _ in columns
+        ]
         table.add_row(
             row["run_id"],
             row["status"],
@@ -71,7 +89,7 @@ def print_table(report: dict[str, Any], console: Console) -> None:
             str(row.get("port") or ""),
             _clock(row.get("started")),
             _clock(row.get("ended")),
-            values,
+            *values,
             note,
         )
     console.print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,10 +102,8 @@ class Sweep:
         for entry in self.ledger_entries():
             pid = entry.get("pid")
             if isinstance(pid, int):
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
 
     def ledger_entries(self) -> list[dict[str, Any]]:
         if not self.ledger.exists():
@@ -142,6 +141,13 @@ class Sweep:
                 return value
             time.sleep(0.05)
         raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+    def wait_for_training(self, run_id: str, behavior: str = "3DBall") -> None:
+        """Until the run's trainer has written its first summary."""
+        folder = self.root / "results" / run_id / behavior
+        self.wait_for(
+            lambda: folder.is_dir() and any("tfevents" in p.name for p in folder.iterdir())
+        )
 
     def stop(self, *run_ids: str, reason: str = "by test") -> None:
         result = run_cli(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import socket
@@ -58,7 +59,7 @@ def test_three_workers_drain_twelve_jobs_exactly_once_without_sharing_ports(
         intervals.setdefault(start["port"], []).append((start["time"], end))
     for spans in intervals.values():
         spans.sort()
-        for (_, end), (begin, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (begin, _) in itertools.pairwise(spans):
             assert end <= begin
     assert len(intervals) == 3
     workers_seen = {run["worker"] for run in sweep.report()["runs"]}
@@ -99,8 +100,7 @@ def test_ctrl_c_records_the_run_interrupted_and_a_new_worker_resumes_it(
 ) -> None:
     sweep = new_sweep(sweeps, tmp_path, runs=1, ticks=40, options={"default": {"step_delay": 0.05}})
     worker = sweep.start_worker()
-    sweep.wait_for(lambda: len(sweep.starts()) == 1)
-    time.sleep(0.3)
+    sweep.wait_for_training("grid-0")
     worker.send_signal(signal.SIGINT)
     assert worker.wait(timeout=20) == 130
     assert sweep.statuses() == {"grid-0": "interrupted"}
@@ -116,9 +116,11 @@ def test_ctrl_c_records_the_run_interrupted_and_a_new_worker_resumes_it(
 def test_a_kill_file_stops_a_run_gracefully_within_two_seconds(
     sweeps: list[Sweep], tmp_path: Path
 ) -> None:
-    sweep = new_sweep(sweeps, tmp_path, runs=2, ticks=400, options={"default": {"step_delay": 0.05}})
+    sweep = new_sweep(
+        sweeps, tmp_path, runs=2, ticks=400, options={"default": {"step_delay": 0.05}}
+    )
     worker = sweep.start_worker()
-    sweep.wait_for(lambda: len(sweep.starts()) == 1)
+    sweep.wait_for_training("grid-0")
     asked = time.time()
     sweep.stop("grid-0", reason="too slow")
     exit_entry = sweep.wait_for(lambda: sweep.exits("grid-0"), timeout=5)[0]
@@ -231,7 +233,9 @@ def test_a_port_in_use_moves_the_run_to_another_slot(sweeps: list[Sweep], tmp_pa
 def test_a_worker_started_with_sigint_ignored_still_stops_its_trainer_gracefully(
     sweeps: list[Sweep], tmp_path: Path
 ) -> None:
-    sweep = new_sweep(sweeps, tmp_path, runs=1, ticks=400, options={"default": {"step_delay": 0.05}})
+    sweep = new_sweep(
+        sweeps, tmp_path, runs=1, ticks=400, options={"default": {"step_delay": 0.05}}
+    )
 
     def ignore_sigint() -> None:
         import os
@@ -240,7 +244,7 @@ def test_a_worker_started_with_sigint_ignored_still_stops_its_trainer_gracefully
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     worker = sweep.start_worker(preexec=ignore_sigint)
-    sweep.wait_for(lambda: len(sweep.starts()) == 1)
+    sweep.wait_for_training("grid-0")
     sweep.stop("grid-0")
     assert worker.wait(timeout=30) == 0
     assert sweep.exits("grid-0")[0]["reason"] == "sigint"

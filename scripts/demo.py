@@ -1,0 +1,154 @@
+"""`make demo`: a real sweep of examples/demo.yaml with real mlagents-learn on a simulated env.
+
+Plans the example, starts TensorBoard on 127.0.0.1, two workers and the monitor, shows
+progress while it trains, and ends with the sweep's status and where to look. Every process
+it starts is ended by pid when it finishes or is interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=str(ROOT / "build" / "demo"), help="demo folder")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--trainer", default=str(ROOT / ".venv-mlagents" / "bin" / "grid-sim-learn")
+    )
+    args = parser.parse_args()
+
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    queue, results = out / "queue", out / "results"
+    subprocess.run(
+        [
+            str(BIN / "grid-plan"),
+            str(ROOT / "examples" / "demo.yaml"),
+            "--queue",
+            str(queue),
+            "--results-dir",
+            str(results),
+            "--run-id",
+            "demo",
+            "--base-port",
+            str(free_port(5105)),
+        ],
+        check=True,
+    )
+    board_port = free_port(6006)
+    board = f"http://127.0.0.1:{board_port}"
+    started: list[subprocess.Popen[bytes]] = []
+    logs = out / "logs"
+    logs.mkdir()
+
+    def start(name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        with open(logs / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=out)
+        started.append(proc)
+        return proc
+
+    try:
+        start(
+            "tensorboard",
+            [
+                sys.executable,
+                "-m",
+                "tensorboard.main",
+                "--logdir",
+                str(results),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(board_port),
+                "--reload_interval",
+                "2",
+            ],
+        )
+        workers = [
+            start(
+                f"worker-{i}",
+                [str(BIN / "grid-worker"), "--queue", str(queue), "--trainer", args.trainer],
+            )
+            for i in range(args.workers)
+        ]
+        monitor = start(
+            "monitor",
+            [
+                str(BIN / "grid-monitor"),
+                "--queue",
+                str(queue),
+                "--tensorboard",
+                board,
+                "--interval",
+                "2",
+            ],
+        )
+        print(f"Training: {args.workers} workers, monitor and TensorBoard at {board}")
+        begin = time.monotonic()
+        while any(w.poll() is None for w in workers):
+            time.sleep(5)
+            summary = subprocess.run(
+                [str(BIN / "grid-status"), "--queue", str(queue), "--json"],
+                capture_output=True,
+                text=True,
+            )
+            counts = _counts(summary.stdout)
+            print(f"  [{time.monotonic() - begin:5.0f}s] {counts}", flush=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            monitor.wait(timeout=30)
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in started:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            if proc.poll() is None:
+                proc.kill()
+    subprocess.run([str(BIN / "grid-status"), "--queue", str(queue)], check=False)
+    print(
+        f"\nWhere to look:\n  results:         {results}\n"
+        f"  runs and values: {queue / 'config_info.txt'}\n"
+        f"  trainer logs:    {queue / 'logs'}\n"
+        f"  TensorBoard:     tensorboard --logdir {results}\n"
+        f"  events:          {queue / 'events.jsonl'}"
+    )
+    return 0
+
+
+def _counts(text: str) -> str:
+    import json
+
+    try:
+        counts = json.loads(text)["counts"]
+    except (ValueError, KeyError):
+        return "status unavailable"
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
