@@ -30,19 +30,22 @@ class Sweep:
         options: dict[str, Any] | None = None,
         extra: str = "",
         plan_args: tuple[str, ...] = (),
+        stops: dict[str, str] | None = None,
     ) -> None:
         self.root = root
         self.ledger = root / "ledger.jsonl"
+        stops = stops or {}
         behavior_text = "".join(
             f"  {name}:\n    trainer_type: ppo\n    max_steps: {ticks}\n    summary_freq: 1\n"
+            + (f"    opt_stop: {stops[name]}\n" if name in stops else "")
             for name in behaviors
         )
         values = ", ".join(str(i) for i in range(runs))
         text = (
-            "behaviors:\n"
+            extra
+            + "behaviors:\n"
             + behavior_text
             + f"environment_parameters:\n  index:\n    opt_values: [{values}]\n"
-            + extra
         )
         config = write(root / "grid.yaml", text)
         self.options = options or {}

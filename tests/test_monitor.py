@@ -1,0 +1,323 @@
+"""grid-monitor against a real TensorBoard server and against event files directly."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import requests
+
+from mlagents_grid.conditions import StopCondition
+from mlagents_grid.metrics import MetricsUnavailable, TensorBoardSource
+from mlagents_grid.monitor import Monitor, judge
+from mlagents_grid.queue import Job
+
+from .sweep import Sweep
+
+LOW = '{tag: "Environment/Cumulative Reward", step: 3, min: 50}'
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Board:
+    """A real TensorBoard on 127.0.0.1, ended by pid."""
+
+    def __init__(self, logdir: Path, port: int | None = None) -> None:
+        self.logdir = logdir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tensorboard.main",
+                "--logdir",
+                str(self.logdir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--reload_interval",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.url}/data/runs", timeout=1).ok:
+                    return
+            time.sleep(0.2)
+        raise AssertionError("TensorBoard did not start within 60 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def made(tmp_path: Path) -> Iterator[list[Sweep | Board]]:
+    things: list[Sweep | Board] = []
+    yield things
+    for thing in things:
+        if isinstance(thing, Board):
+            thing.stop()
+        else:
+            thing.stop_all()
+
+
+def start_monitor(sweep: Sweep, mode: str, board: Board | None) -> subprocess.Popen[str]:
+    if mode == "logdir":
+        args = ["--logdir", str(sweep.root / "results"), "--interval", "5"]
+    else:
+        assert board is not None
+        args = ["--tensorboard", board.url, "--interval", "1"]
+    return sweep.start(sweep.command("grid-monitor", *args))
+
+
+def setup(
+    made: list[Sweep | Board], root: Path, mode: str, **kwargs: object
+) -> tuple[Sweep, Board | None]:
+    sweep = Sweep(root, **kwargs)  # type: ignore[arg-type]
+    made.append(sweep)
+    board = None
+    if mode == "tensorboard":
+        board = Board(root / "results")
+        made.append(board)
+        board.start()
+    return sweep, board
+
+
+@pytest.mark.parametrize("mode", ["logdir", "tensorboard"])
+def test_runs_below_min_or_above_max_are_stopped_and_others_finish(
+    made: list[Sweep | Board], tmp_path: Path, mode: str
+) -> None:
+    sweep, board = setup(
+        made,
+        tmp_path,
+        mode,
+        runs=3,
+        ticks=300,
+        stops={"3DBall": '{tag: "Environment/Cumulative Reward", step: 3, min: 50, max: 150}'},
+        options={
+            "default": {"step_delay": 0.05, "curve": {"*": [100]}},
+            "runs": {
+                "grid-0": {"curve": {"*": [100, 100, 12.5]}},
+                "grid-1": {"curve": {"*": [100, 100, 100, 200]}},
+                "grid-2": {"step_delay": 0.01},
+            },
+        },
+    )
+    workers = [sweep.start_worker() for _ in range(3)]
+    monitor = start_monitor(sweep, mode, board)
+    for worker in workers:
+        assert worker.wait(timeout=90) == 0, sweep.output(worker)
+    assert monitor.wait(timeout=30) == 0, sweep.output(monitor)
+    report = {run["run_id"]: run for run in sweep.report()["runs"]}
+    assert report["grid-0"]["status"] == "stopped"
+    assert re.fullmatch(
+        r"Environment/Cumulative Reward: 12\.5 < 50 \[step: \d+\]", report["grid-0"]["stop_reason"]
+    )
+    assert report["grid-1"]["status"] == "stopped"
+    assert report["grid-1"]["stop_reason"].startswith("Environment/Cumulative Reward: 200 > 150")
+    assert report["grid-2"]["status"] == "done"
+    # Stopped gracefully: the trainer saved its model on SIGINT.
+    assert {e["reason"] for e in sweep.exits("grid-0")} == {"sigint"}
+    assert "12.5 < 50" in sweep.output(monitor)
+    requested = [e["run_id"] for e in sweep.events("stop-requested")]
+    assert sorted(requested) == ["grid-0", "grid-1"]
+
+
+@pytest.mark.parametrize("mode", ["logdir", "tensorboard"])
+def test_a_run_below_the_condition_step_is_not_stopped(
+    made: list[Sweep | Board], tmp_path: Path, mode: str
+) -> None:
+    sweep, board = setup(
+        made,
+        tmp_path,
+        mode,
+        runs=1,
+        ticks=30,
+        stops={"3DBall": '{tag: "Environment/Cumulative Reward", step: 1000, min: 50}'},
+        options={"default": {"step_delay": 0.1, "curve": {"*": [1]}}},
+    )
+    worker = sweep.start_worker()
+    monitor = start_monitor(sweep, mode, board)
+    assert worker.wait(timeout=60) == 0
+    assert monitor.wait(timeout=30) == 0
+    assert sweep.statuses() == {"grid-0": "done"}
+    assert not sweep.events("stop-requested")
+
+
+@pytest.mark.parametrize("mode", ["logdir", "tensorboard"])
+def test_two_behaviors_stop_when_one_condition_holds_and_defaults_apply_to_each(
+    made: list[Sweep | Board], tmp_path: Path, mode: str
+) -> None:
+    sweep, board = setup(
+        made,
+        tmp_path,
+        mode,
+        runs=2,
+        ticks=300,
+        behaviors=("Goalie", "Striker"),
+        extra=(
+            "default_settings:\n"
+            '  opt_stop: {tag: "Environment/Cumulative Reward", step: 2, min: 0}\n'
+        ),
+        stops={"Striker": '{tag: "Losses/Policy Loss", step: 2, max: 10}'},
+        options={
+            "default": {"step_delay": 0.05, "curve": {"*": [5]}},
+            "runs": {"grid-1": {"curve": {"Goalie": [5], "Striker": [5, 5, -3]}}},
+        },
+    )
+    worker = sweep.start_worker()
+    monitor = start_monitor(sweep, mode, board)
+    sweep.wait_for(lambda: sweep.starts("grid-1"), timeout=60)
+    sweep.wait_for(lambda: sweep.statuses()["grid-1"] == "stopped", timeout=30)
+    assert sweep.statuses()["grid-0"] in ("done", "running")
+    run = sweep.report()["runs"][1]
+    assert re.fullmatch(
+        r"Striker: Environment/Cumulative Reward: -3 < 0 \[step: \d+\]", run["stop_reason"]
+    )
+    assert worker.wait(timeout=60) == 0
+    assert monitor.wait(timeout=30) == 0
+
+
+def test_tensorboard_down_stops_nothing_and_the_monitor_recovers(
+    made: list[Sweep | Board], tmp_path: Path
+) -> None:
+    sweep, board = setup(
+        made,
+        tmp_path,
+        "tensorboard",
+        runs=1,
+        ticks=2000,
+        stops={"3DBall": LOW},
+        options={
+            "default": {"step_delay": 0.02, "curve": {"*": [100, 100, 100] + [99] * 150 + [1]}}
+        },
+    )
+    assert board is not None
+    board.stop()
+    worker = sweep.start_worker()
+    monitor = start_monitor(sweep, "tensorboard", board)
+    sweep.wait_for_training("grid-0")
+    time.sleep(3)
+    assert sweep.statuses() == {"grid-0": "running"}
+    board.start()
+    sweep.wait_for(lambda: sweep.statuses()["grid-0"] == "stopped", timeout=60)
+    assert worker.wait(timeout=30) == 0
+    assert monitor.wait(timeout=30) == 0
+    output = sweep.output(monitor)
+    assert output.count("metrics unavailable") == 1
+    assert "metrics available again" in output
+    assert sweep.report()["runs"][0]["stop_reason"].startswith(
+        "Environment/Cumulative Reward: 1 < 50"
+    )
+
+
+class GarbageHandler(http.server.BaseHTTPRequestHandler):
+    answers: ClassVar[list[tuple[int, bytes]]] = []
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        code, body = self.answers.pop(0) if self.answers else (200, b"[]")
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def garbage_server() -> Iterator[tuple[str, type[GarbageHandler]]]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), GarbageHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", GarbageHandler
+    server.shutdown()
+    server.server_close()
+
+
+def test_garbage_answers_never_stop_a_run_nor_crash(garbage_server) -> None:
+    url, handler = garbage_server
+    source = TensorBoardSource(url, timeout=2)
+    runs = ["r-0/B", "r-1/B"]
+    handler.answers = [(200, b"{not json")]
+    with pytest.raises(MetricsUnavailable):
+        source.fetch(runs, "T")
+    handler.answers = [(500, b"oops")]
+    with pytest.raises(MetricsUnavailable):
+        source.fetch(runs, "T")
+    nan_rows = {"r-0/B": [[1.0, 5, "NaN"], [1.0, 6, None]], "r-1/B": "x" * 10_000}
+    handler.answers = [(200, json.dumps(nan_rows).encode())]
+    assert source.fetch(runs, "T") == {"r-0/B": None, "r-1/B": None}
+    handler.answers = [(200, json.dumps({"r-0/B": [[1.0, 5, float("nan")]]}).encode())]
+    assert source.fetch(runs, "T") == {"r-0/B": None, "r-1/B": None}
+    huge = {"r-0/B": [[1.0, i, 2.0] for i in range(50_000)] + [["a", "b", "c"]]}
+    handler.answers = [(200, json.dumps(huge).encode())]
+    latest = source.fetch(runs, "T")["r-0/B"]
+    assert latest is not None and latest.step == 49_999
+    # A server without multirun: the fallback asks run by run, and remembers.
+    handler.answers = [(404, b""), (200, b"[[1.0, 7, 3.5]]"), (400, b"no such run")]
+    found = source.fetch(runs, "T")
+    assert found["r-0/B"] is not None and found["r-0/B"].value == 3.5
+    assert found["r-1/B"] is None
+    assert not source.multirun
+    conditions = (StopCondition("B", "T", 0, 50.0),)
+    job = Job("r-0", 0, {}, (), conditions)
+    assert judge([job], {("r-0/B", "T"): None}, False) == []
+
+
+def test_monitor_keeps_polling_through_garbage(
+    made: list[Sweep | Board], tmp_path: Path, garbage_server
+) -> None:
+    url, handler = garbage_server
+    sweep = Sweep(
+        tmp_path,
+        runs=1,
+        ticks=200,
+        stops={"3DBall": LOW},
+        options={"default": {"step_delay": 0.02, "curve": {"*": [1]}}},
+    )
+    made.append(sweep)
+    worker = sweep.start_worker()
+    sweep.wait_for_training("grid-0")
+    handler.answers = [(200, b"<html>"), (200, b'{"grid-0/3DBall": [[0, 10, "1"]]}')] * 3
+    monitor = Monitor(sweep.queue, tensorboard=url, interval=0.1)
+    for _ in range(6):
+        assert monitor.check() == []
+    handler.answers = [(200, b'{"grid-0/3DBall": [[0, 10, 1.0]]}')]
+    verdicts = monitor.check()
+    assert [v.reason for v in verdicts] == ["Environment/Cumulative Reward: 1 < 50 [step: 10]"]
+    assert worker.wait(timeout=30) == 0
+    assert sweep.statuses() == {"grid-0": "stopped"}
