@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import GridError
+from .metrics import DEFAULT_METRIC
 from .planner import (
     DEFAULT_MAX_RUNS,
     Plan,
@@ -218,13 +219,25 @@ def status_command(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="grid-status", description="Show every run's state.")
     _queue_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--watch", action="store_true", help="redraw the table every 2 s until every run is final"
+    )
+    parser.add_argument(
+        "--metric",
+        metavar="TAG",
+        default=DEFAULT_METRIC,
+        help=f"scalar shown per run (default: {DEFAULT_METRIC})",
+    )
     args = parser.parse_args(argv)
     from rich.console import Console
 
     from . import status
 
     queue = resolve_queue(args.queue)
-    report = status.collect(queue)
+    if args.watch:
+        status.watch(queue, Console(), args.metric)
+        return 0
+    report = status.collect(queue, args.metric)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -401,3 +414,43 @@ def monitor_command(argv: Sequence[str] | None = None) -> int:
 
 def monitor_main() -> None:
     sys.exit(_run("grid-monitor", monitor_command))
+
+
+# -- grid-report ------------------------------------------------------------------------
+def report_command(argv: Sequence[str] | None = None) -> int:
+    from . import report
+
+    parser = argparse.ArgumentParser(
+        prog="grid-report",
+        description="Rank the runs by score, show which values matter, and plot the curves.",
+    )
+    _queue_argument(parser)
+    parser.add_argument(
+        "--metric", metavar="TAG", default=DEFAULT_METRIC, help=f"default: {DEFAULT_METRIC}"
+    )
+    parser.add_argument(
+        "--last",
+        type=int,
+        default=report.DEFAULT_LAST,
+        metavar="K",
+        help=f"a run's score is the mean of its last K points (default: {report.DEFAULT_LAST})",
+    )
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: <queue>/report)")
+    args = parser.parse_args(argv)
+    if args.last < 1:
+        raise GridError(f"--last: must be at least 1, got {args.last}")
+    queue = resolve_queue(args.queue)
+    out = Path(args.out) if args.out else queue.root / "report"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GridError(f"--out {out}: cannot create it ({exc.strerror})") from None
+    paths = report.write_report(queue, out, args.metric, args.last)
+    for line in report.summary_lines(paths.results, args.metric, args.last):
+        print(line)
+    print(f"\n  {paths.markdown}\n  {paths.csv}\n  {paths.plot}")
+    return 0
+
+
+def report_main() -> None:
+    sys.exit(_run("grid-report", report_command))

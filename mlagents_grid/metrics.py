@@ -7,6 +7,7 @@ TensorBoard run is named `<run-id>/<behavior>`; both sources use those names.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -17,7 +18,15 @@ from typing import Any
 
 import requests
 
+from .queue import write_atomic
+
 EVENT_FILE_MARK = "tfevents"
+DEFAULT_METRIC = "Environment/Cumulative Reward"
+
+
+def tensorboard_run(run_id: str, behavior: str) -> str:
+    """ML-Agents writes `<results>/<run-id>/<behavior>/`; `Soccer?team=0` goes under `Soccer`."""
+    return f"{run_id}/{behavior.split('?')[0]}"
 
 
 @dataclass(frozen=True)
@@ -200,3 +209,54 @@ class TensorBoardSource:
             elif response.status_code >= 500:
                 raise MetricsUnavailable(f"{response.url}: HTTP {response.status_code}")
         return found
+
+
+def _signature(folder: Path) -> list[list[Any]]:
+    """Name, size and mtime of each event file: unchanged files need no reading."""
+    try:
+        names = sorted(n for n in os.listdir(folder) if EVENT_FILE_MARK in n)
+    except OSError:
+        return []
+    signature = []
+    for name in names:
+        with contextlib.suppress(OSError):
+            info = os.stat(folder / name)
+            signature.append([name, info.st_size, info.st_mtime_ns])
+    return signature
+
+
+def cached_latest(logdir: Path, runs: list[str], tag: str, cache: Path) -> dict[str, Scalar | None]:
+    """The latest point of `tag` for each TensorBoard run, reading only changed event files.
+
+    One-shot commands (grid-status) keep what they read in `cache`, so a finished run's
+    files are read once, whatever the size of the sweep.
+    """
+    try:
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        entries: dict[str, Any] = saved["runs"] if saved.get("tag") == tag else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        entries = {}
+    found: dict[str, Scalar | None] = {}
+    stale = False
+    source = EventFileSource(logdir)
+    for run in runs:
+        signature = _signature(logdir / run)
+        entry = entries.get(run)
+        if isinstance(entry, dict) and entry.get("signature") == signature:
+            latest = entry.get("latest")
+            found[run] = Scalar(*latest) if isinstance(latest, list) and len(latest) == 3 else None
+            continue
+        source.refresh([run])
+        point = source.latest(run, tag)
+        source.forget(run)
+        found[run] = point
+        entries[run] = {
+            "signature": signature,
+            "latest": None if point is None else [point.step, point.value, point.wall_time],
+        }
+        stale = True
+    if stale:
+        with contextlib.suppress(OSError):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, json.dumps({"tag": tag, "runs": entries}))
+    return found

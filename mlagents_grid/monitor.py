@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .conditions import StopCondition
-from .metrics import EventFileSource, MetricsUnavailable, Scalar, TensorBoardSource
+from .metrics import (
+    EventFileSource,
+    MetricsUnavailable,
+    Scalar,
+    TensorBoardSource,
+    tensorboard_run,
+)
 from .output import say
 from .queue import Job, Queue, worker_identity
 from .watch import FolderWatch
@@ -29,11 +35,6 @@ class Verdict:
     run_id: str
     condition: StopCondition
     reason: str
-
-
-def tensorboard_run(run_id: str, behavior: str) -> str:
-    """ML-Agents writes `<results>/<run-id>/<behavior>/`; `Soccer?team=0` goes under `Soccer`."""
-    return f"{run_id}/{behavior.split('?')[0]}"
 
 
 def judge(

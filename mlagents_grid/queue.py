@@ -14,6 +14,7 @@ The folder on disk is the source of truth; no process keeps state another needs.
     configs/<run>.yaml    the run's trainer config, written when it first starts
     logs/<run>.log        the trainer's output, one header line per attempt
     slots/<host>.<n>.lock a worker's port slot on its host
+    cache/                what commands derived and may rebuild (metrics read so far)
 
 A run's status is derived: final/ wins over state/, which wins over pending; `running`
 with no lock held means its worker died, and is reported as `interrupted`.
@@ -249,6 +250,10 @@ class Queue:
 
     def log_file(self, run_id: str) -> Path:
         return self.root / "logs" / f"{run_id}.log"
+
+    def cache_file(self, name: str) -> Path:
+        """Derived data a command may rebuild at any time (never a source of truth)."""
+        return self.root / "cache" / name
 
     def run_results(self, run_id: str) -> Path:
         return Path(self.sweep.results_dir) / run_id

@@ -17,12 +17,10 @@ from typing import Any
 
 import yaml
 
-from .metrics import EventFileSource, Scalar
-from .monitor import tensorboard_run
+from .metrics import EventFileSource, Scalar, tensorboard_run
 from .planner import format_value
 from .queue import Job, JobState, Queue
 
-DEFAULT_METRIC = "Environment/Cumulative Reward"
 DEFAULT_LAST = 5
 HIGHLIGHT = 3
 
@@ -267,3 +265,32 @@ def plot(path: Path, results: list[RunResult], behaviors: list[str], metric: str
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+@dataclass
+class ReportFiles:
+    results: list[RunResult]
+    markdown: Path
+    csv: Path
+    plot: Path
+
+
+def write_report(queue: Queue, out: Path, metric: str, last: int) -> ReportFiles:
+    results = collect(queue, metric, last)
+    behaviors = queue.sweep.behavior_folders
+    files = ReportFiles(results, out / "report.md", out / "leaderboard.csv", out / "curves.png")
+    write_csv(files.csv, results, behaviors)
+    write_markdown(files.markdown, queue, results, metric, last)
+    plot(files.plot, results, behaviors, metric)
+    return files
+
+
+def summary_lines(results: list[RunResult], metric: str, last: int, top: int = 5) -> list[str]:
+    lines = [f"Top runs by the mean of the last {last} points of {metric}:"]
+    for rank, result in enumerate(results[:top], 1):
+        values = ", ".join(f"{k}={format_value(v)}" for k, v in _flat_values(result.job).items())
+        lines.append(
+            f"  {rank}. {result.job.run_id:<14} {_number(result.score):>10}  "
+            f"{result.state.status:<8} {values}"
+        )
+    return lines

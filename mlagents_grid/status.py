@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
 
 from .errors import GridError
+from .metrics import DEFAULT_METRIC, cached_latest, tensorboard_run
 from .planner import format_value
-from .queue import STATUSES, JobState, Queue
+from .queue import FINAL, RUNNING, STATUSES, JobState, Queue
 
 
-def collect(queue: Queue) -> dict[str, Any]:
-    """The sweep's runs in run order, with counts per status."""
+def collect(queue: Queue, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
+    """The sweep's runs in run order, with counts per status and their latest metric."""
+    folders = queue.sweep.behavior_folders
+    latest = cached_latest(
+        Path(queue.sweep.results_dir),
+        [tensorboard_run(r, b) for r in queue.sweep.run_ids for b in folders],
+        metric,
+        queue.cache_file("latest.json"),
+    )
     rows = []
     final = set(queue.final_ids())
     active = set(queue.active_ids())
@@ -34,13 +45,42 @@ def collect(queue: Queue) -> dict[str, Any]:
             row.update(status="unreadable", error=str(exc), values={})
         row["config"] = str(queue.config_file(run_id))
         row["log"] = str(queue.log_file(run_id))
+        points = {b: latest.get(tensorboard_run(run_id, b)) for b in folders}
+        found = [p for p in points.values() if p is not None]
+        row["step"] = max((p.step for p in found), default=None)
+        row["metric"] = statistics.fmean(p.value for p in found) if found else None
+        row["metrics"] = {b: None if p is None else p.value for b, p in points.items()}
         rows.append(row)
     counts = Counter(row["status"] for row in rows)
     return {
         "queue": str(queue.root),
+        "metric": metric,
+        "progress": _progress(rows),
         "counts": {status: counts.get(status, 0) for status in (*STATUSES, "unreadable")},
         "runs": rows,
     }
+
+
+def _progress(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Final/total, time since the first start, and an ETA from the finished runs' durations."""
+    final = [r for r in rows if r["status"] in FINAL]
+    starts = [r["started"] for r in rows if r.get("started")]
+    elapsed = time.time() - min(starts) if starts else 0.0
+    durations = [r["ended"] - r["started"] for r in final if r.get("ended") and r.get("started")]
+    running = sum(r["status"] == RUNNING for r in rows)
+    remaining = len(rows) - len(final)
+    eta = None
+    if durations and remaining:
+        eta = statistics.fmean(durations) * remaining / max(1, running)
+    return {"final": len(final), "total": len(rows), "elapsed": elapsed, "eta": eta}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def _clock(stamp: float | None) -> str:
@@ -61,17 +101,20 @@ def _value_columns(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(o, k, f"{o}.{k}" if len(owners) > 1 else k) for o, k in keys]
 
 
-def print_table(report: dict[str, Any], console: Console) -> None:
+def render(report: dict[str, Any]) -> Group:
     counts = ", ".join(f"{n} {status}" for status, n in report["counts"].items() if n)
-    total = len(report["runs"])
-    finished = sum(report["counts"][s] for s in ("done", "stopped", "failed"))
-    console.print(f"[bold]{report['queue']}[/bold]: {finished}/{total} final ({counts})")
+    progress = report["progress"]
+    header = (
+        f"[bold]{report['queue']}[/bold]: {progress['final']}/{progress['total']} final "
+        f"({counts}); elapsed {_duration(progress['elapsed'])}, ETA {_duration(progress['eta'])}"
+    )
     columns = _value_columns(report)
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("run", "status", "att.", "worker", "port", "started", "ended"):
+    for column in ("run", "status", "att.", "worker", "port", "started", "ended", "step"):
         table.add_column(column, no_wrap=True)
-    for _, _, header in columns:
-        table.add_column(header, no_wrap=True)
+    table.add_column(report["metric"].split("/")[-1], no_wrap=True, justify="right")
+    for _, _, name in columns:
+        table.add_column(name, no_wrap=True)
     table.add_column("note", overflow="fold", min_width=20)
     for row in report["runs"]:
         note = row.get("stop_reason") or row.get("error") or ""
@@ -89,7 +132,24 @@ def print_table(report: dict[str, Any], console: Console) -> None:
             str(row.get("port") or ""),
             _clock(row.get("started")),
             _clock(row.get("ended")),
+            "" if row.get("step") is None else str(row["step"]),
+            "" if row.get("metric") is None else f"{row['metric']:.4g}",
             *values,
             note,
         )
-    console.print(table)
+    return Group(header, table)
+
+
+def print_table(report: dict[str, Any], console: Console) -> None:
+    console.print(render(report))
+
+
+def watch(queue: Queue, console: Console, metric: str, every: float = 2.0) -> None:
+    """Redraw the table in place until every run is final."""
+    with Live(render(collect(queue, metric)), console=console, auto_refresh=False) as live:
+        while True:
+            report = collect(queue, metric)
+            live.update(render(report), refresh=True)
+            if report["progress"]["final"] >= report["progress"]["total"]:
+                return
+            time.sleep(every)
