@@ -445,9 +445,11 @@ def validate_with_mlagents(plan: Plan) -> bool:
     swept value through ML-Agents at least once without checking the whole grid.
     """
     try:
+        from mlagents.plugins.trainer_type import register_trainer_plugins
         from mlagents.trainers.settings import RunOptions, TrainerSettings
     except Exception:
         return False
+    register_trainer_plugins()
     width = max((len(d.values) for d in plan.dimensions), default=1)
     for k in range(width):
         assignments = tuple((d.path, d.values[k % len(d.values)]) for d in plan.dimensions)
