@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import re
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,64 +13,16 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-import requests
 
 from mlagents_grid.conditions import StopCondition
 from mlagents_grid.metrics import MetricsUnavailable, TensorBoardSource
 from mlagents_grid.monitor import Monitor, judge
 from mlagents_grid.queue import Job
 
+from .board import Board
 from .sweep import Sweep
 
 LOW = '{tag: "Environment/Cumulative Reward", step: 3, min: 50}'
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Board:
-    """A real TensorBoard on 127.0.0.1, ended by pid."""
-
-    def __init__(self, logdir: Path, port: int | None = None) -> None:
-        self.logdir = logdir
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tensorboard.main",
-                "--logdir",
-                str(self.logdir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--reload_interval",
-                "1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.url}/data/runs", timeout=1).ok:
-                    return
-            time.sleep(0.2)
-        raise AssertionError("TensorBoard did not start within 60 s")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
 
 
 @pytest.fixture

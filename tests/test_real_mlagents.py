@@ -1,0 +1,218 @@
+"""The real mlagents-learn (ML-Agents 1.1.0, PyTorch on CPU) end to end, on the simulated env.
+
+Needs .venv-mlagents, which the session fixture builds with scripts/setup-mlagents.sh; the
+tier is skipped, saying why, only when that stack cannot be installed.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlagents_grid import cli
+from mlagents_grid.queue import Queue
+
+from .board import Board
+from .conftest import BIN, ROOT, run_cli
+
+pytestmark = pytest.mark.real_mlagents
+
+SIM_LEARN = ROOT / ".venv-mlagents" / "bin" / "grid-sim-learn"
+REWARD = "Environment/Cumulative Reward"
+
+
+@pytest.fixture(scope="session")
+def sim_learn() -> Path:
+    setup = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup-mlagents.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    if setup.returncode != 0 or not SIM_LEARN.exists():
+        last = (setup.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"the ML-Agents stack could not be installed here: {last}")
+    return SIM_LEARN
+
+
+def behavior(lr: object, stop: str = "", max_steps: int = 8000) -> str:
+    return textwrap.indent(
+        textwrap.dedent(
+            f"""\
+            trainer_type: ppo
+            hyperparameters:
+              batch_size: 64
+              buffer_size: 640
+              learning_rate: {lr}
+              beta: 0.005
+              num_epoch: 3
+              learning_rate_schedule: constant
+            network_settings: {{hidden_units: 32, num_layers: 1}}
+            reward_signals: {{extrinsic: {{gamma: 0.9, strength: 1.0}}}}
+            max_steps: {max_steps}
+            checkpoint_interval: 2000
+            time_horizon: 20
+            summary_freq: 1000
+            """
+        )
+        + stop,
+        "    ",
+    )
+
+
+STOP_BAD = f"opt_stop: {{tag: {REWARD}, step: 4000, min: 0.5}}\n"
+
+
+class RealSweep:
+    def __init__(self, root: Path, config: str, trainer: Path) -> None:
+        self.root = root
+        (root / "grid.yaml").write_text(config)
+        self.queue_dir = root / "q"
+        self.results = root / "results"
+        result = run_cli(
+            cli.plan,
+            "grid-plan",
+            [
+                str(root / "grid.yaml"),
+                "--queue",
+                str(self.queue_dir),
+                "--results-dir",
+                str(self.results),
+            ],
+        )
+        assert result.code == 0, result.err
+        self.queue = Queue(self.queue_dir)
+        self.trainer = trainer
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, tool: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.root / f"{tool}-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [str(BIN / tool), "--queue", str(self.queue_dir), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, *args: str) -> subprocess.Popen[bytes]:
+        return self.start("grid-worker", "--trainer", str(self.trainer), *args)
+
+    def statuses(self) -> dict[str, str]:
+        return {s.run_id: s.status for s in map(self.queue.read_state, self.queue.sweep.run_ids)}
+
+    def log(self, run_id: str) -> str:
+        return self.queue.log_file(run_id).read_text(errors="replace")
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def real(tmp_path: Path, sim_learn: Path) -> Iterator[list[RealSweep | Board]]:
+    made: list[RealSweep | Board] = []
+    yield made
+    for thing in made:
+        thing.close() if isinstance(thing, RealSweep) else thing.stop()
+
+
+def checkpoint_and_model(results: Path, run_id: str, name: str = "3DBall") -> bool:
+    folder = results / run_id / name
+    return (folder / "checkpoint.pt").exists() and any(folder.glob("*.onnx"))
+
+
+def test_four_runs_two_workers_and_the_monitor_stop_exactly_the_bad_runs(
+    real: list[RealSweep | Board], tmp_path: Path, sim_learn: Path
+) -> None:
+    config = "behaviors:\n  3DBall:\n" + behavior(
+        "{opt_values: [0.003, 0.00001]}", STOP_BAD
+    ).replace("beta: 0.005", "beta: {opt_values: [0.001, 0.01]}")
+    sweep = RealSweep(tmp_path, config, sim_learn)
+    real.append(sweep)
+    board = Board(sweep.results)
+    real.append(board)
+    board.start()
+    workers = [sweep.worker() for _ in range(2)]
+    monitor = sweep.start("grid-monitor", "--tensorboard", board.url, "--interval", "1")
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0
+    assert monitor.wait(timeout=60) == 0
+    assert sweep.statuses() == {
+        "grid-0": "done",
+        "grid-1": "done",
+        "grid-2": "stopped",
+        "grid-3": "stopped",
+    }
+    for index, run_id in enumerate(sweep.queue.sweep.run_ids):
+        written = yaml.safe_load((sweep.results / run_id / "configuration.yaml").read_text())
+        hyper = written["behaviors"]["3DBall"]["hyperparameters"]
+        assert hyper["learning_rate"] == [0.003, 0.00001][index // 2]
+        assert hyper["beta"] == [0.001, 0.01][index % 2]
+        assert checkpoint_and_model(sweep.results, run_id)
+        assert list((sweep.results / run_id / "3DBall").glob("events.out.tfevents.*"))
+    for run_id in ("grid-2", "grid-3"):
+        state = sweep.queue.read_state(run_id)
+        assert re.fullmatch(rf"{REWARD}: -?[\d.]+ < 0\.5 \[step: \d+\]", state.stop_reason or "")
+        # Stopped gracefully: mlagents-learn saved and exported its model on SIGINT.
+        assert "Learning was interrupted" in sweep.log(run_id)
+        assert state.exit_code == 0
+
+
+def test_a_killed_worker_run_resumes_from_its_checkpoint_and_finishes(
+    real: list[RealSweep | Board], tmp_path: Path, sim_learn: Path
+) -> None:
+    config = "behaviors:\n  3DBall:\n" + behavior(0.003, max_steps=12000)
+    sweep = RealSweep(tmp_path, config, sim_learn)
+    real.append(sweep)
+    first = sweep.worker()
+    log = sweep.queue.log_file("grid-0")
+    deadline = time.monotonic() + 300
+    while not (log.exists() and "Step: 3000." in log.read_text(errors="replace")):
+        assert time.monotonic() < deadline, "the run never reached step 3000"
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    second = sweep.worker("--wait")
+    assert second.wait(timeout=600) == 0
+    text = sweep.log("grid-0")
+    resumed = re.search(r"Resuming training from step (\d+)", text)
+    assert resumed is not None and int(resumed.group(1)) > 0, text[-3000:]
+    assert "Step: 12000." in text
+    assert sweep.statuses() == {"grid-0": "done"}
+    assert sweep.queue.read_state("grid-0").mode == "--resume"
+
+
+def test_two_behaviors_with_a_condition_on_one_of_them(
+    real: list[RealSweep | Board], tmp_path: Path, sim_learn: Path
+) -> None:
+    config = (
+        "behaviors:\n  Goalie:\n"
+        + behavior(0.003)
+        + "  Striker:\n"
+        + behavior("{opt_values: [0.003, 0.00001]}", STOP_BAD)
+    )
+    sweep = RealSweep(tmp_path, config, sim_learn)
+    real.append(sweep)
+    worker = sweep.worker()
+    monitor = sweep.start("grid-monitor", "--logdir", str(sweep.results), "--interval", "2")
+    assert worker.wait(timeout=600) == 0
+    assert monitor.wait(timeout=60) == 0
+    assert sweep.statuses() == {"grid-0": "done", "grid-1": "stopped"}
+    reason = sweep.queue.read_state("grid-1").stop_reason or ""
+    assert reason.startswith(f"Striker: {REWARD}: ")
+    for name in ("Goalie", "Striker"):
+        assert checkpoint_and_model(sweep.results, "grid-1", name)
+        assert checkpoint_and_model(sweep.results, "grid-0", name)
