@@ -138,10 +138,16 @@ def load_document(path: Path) -> Any:
         raise GridError(f"{path}: no such file; give the path of your trainer config") from None
     except IsADirectoryError:
         raise GridError(f"{path}: is a directory; give the path of a trainer config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GridError(f"{path}: cannot read the config ({exc}); check the file") from None
+    except UnicodeDecodeError:
+        raise GridError(f"{path}: not UTF-8 text; save the config as UTF-8 YAML") from None
+    except OSError as exc:
+        raise GridError(
+            f"{path}: cannot read the config ({exc.strerror}); check the file"
+        ) from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise GridError(f"{path}: the YAML is nested too deeply to read; flatten it") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -163,12 +169,18 @@ class _Walker:
     def where(self, path: Path_) -> str:
         return f"{self.source}: {_dotted(path)}" if path else self.source
 
-    def count(self, path: Path_) -> None:
+    def visit(self, node: Any, path: Path_) -> None:
+        """Count nodes (alias bombs) and refuse values a job file cannot hold."""
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise GridError(
                 f"{self.where(path)}: the config expands to more than {MAX_NODES:,} YAML nodes "
                 "(repeated aliases?); write the config out without alias bombs"
+            )
+        if not isinstance(node, dict | list | str | int | float | bool | type(None)):
+            raise GridError(
+                f"{self.where(path)}: {node!r} reads as a {type(node).__name__}, which a trainer "
+                "config cannot hold; quote it"
             )
 
     def sweep_values(self, node: dict[Any, Any], path: Path_) -> tuple[Any, ...] | None:
@@ -197,7 +209,7 @@ class _Walker:
 
     def check_plain(self, node: Any, path: Path_) -> None:
         """A swept value itself may not contain further sweep keys."""
-        self.count(path)
+        self.visit(node, path)
         if isinstance(node, dict):
             for key, child in node.items():
                 self.check_key(key, path)
@@ -220,7 +232,7 @@ class _Walker:
 
     def collect(self, node: Any, path: Path_, dims: list[tuple[Path_, tuple[Any, ...]]]) -> Any:
         """A copy of `node` with each sweep replaced by its first value; sweeps into `dims`."""
-        self.count(path)
+        self.visit(node, path)
         if isinstance(node, dict):
             values = self.sweep_values(node, path)
             if values is not None:
@@ -286,6 +298,13 @@ def _pop_path(node: Any, path: Path_) -> None:
 
 def plan_document(document: Any, source: str, prefix: str) -> Plan:
     """Expand a parsed trainer config into a `Plan` (see README: Config syntax)."""
+    try:
+        return _plan_document(document, source, prefix)
+    except RecursionError:
+        raise GridError(f"{source}: the config is nested too deeply; flatten it") from None
+
+
+def _plan_document(document: Any, source: str, prefix: str) -> Plan:
     walker = _Walker(source)
     if not isinstance(document, dict):
         raise GridError(

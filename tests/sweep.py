@@ -31,8 +31,10 @@ class Sweep:
         extra: str = "",
         plan_args: tuple[str, ...] = (),
         stops: dict[str, str] | None = None,
+        queue_dir: Path | None = None,
     ) -> None:
         self.root = root
+        self.queue_dir = queue_dir or root / "q"
         self.ledger = root / "ledger.jsonl"
         stops = stops or {}
         behavior_text = "".join(
@@ -52,11 +54,11 @@ class Sweep:
         result = run_cli(
             cli.plan,
             "grid-plan",
-            [str(config), "--queue", str(root / "q"), "--results-dir", str(root / "results")]
+            [str(config), "--queue", str(self.queue_dir), "--results-dir", str(root / "results")]
             + list(plan_args),
         )
         assert result.code == 0, result.err
-        self.queue = Queue(root / "q")
+        self.queue = Queue(self.queue_dir)
         self.processes: list[subprocess.Popen[str]] = []
 
     @property
@@ -68,7 +70,7 @@ class Sweep:
         return env
 
     def command(self, tool: str, *args: str) -> list[str]:
-        return [str(BIN / tool), "--queue", str(self.root / "q"), *args]
+        return [str(BIN / tool), "--queue", str(self.queue_dir), *args]
 
     def start_worker(
         self, *args: str, preexec: Callable[[], None] | None = None
@@ -156,6 +158,6 @@ class Sweep:
         result = run_cli(
             cli.stop_command,
             "grid-stop",
-            ["--queue", str(self.root / "q"), *run_ids, "--reason", reason],
+            ["--queue", str(self.queue_dir), *run_ids, "--reason", reason],
         )
         assert result.code == 0, result.err
