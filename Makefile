@@ -28,7 +28,7 @@ demo: $(BIN)/grid-plan mlagents
 	$(BIN)/python scripts/demo.py
 
 bench: $(BIN)/grid-plan
-	$(BIN)/python bench/run_all.py
+	cd bench && ../$(BIN)/python run_all.py
 
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache .mypy_cache .ruff_cache

@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import Row
+
 SIZES = {1_000: (10, 10, 10), 10_000: (10, 10, 10, 10), 100_000: (10, 10, 10, 10, 10)}
 KEYS = ("beta", "epsilon", "lambd", "learning_rate", "num_epoch")
 
@@ -49,22 +51,23 @@ def measure(runs: int, shape: tuple[int, ...], folder: Path) -> tuple[float, flo
     return elapsed, max(peak, before) / 1024
 
 
-def main() -> list[tuple[str, str, str]]:
+def main() -> list[Row]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for runs, shape in SIZES.items():
             elapsed, peak_mb = measure(runs, shape, Path(tmp))
             goal = {10_000: 2.0, 100_000: 20.0}.get(runs)
-            verdict = ""
-            if goal is not None:
-                verdict = f" (goal < {goal:g} s: {'met' if elapsed < goal else 'MISSED'})"
             rows.append(
-                (f"plan {runs:,} runs", f"{elapsed:.2f} s{verdict}", f"peak RSS {peak_mb:.0f} MB")
+                Row(
+                    f"plan {runs:,} runs",
+                    f"{elapsed:.2f} s, peak RSS {peak_mb:.0f} MB",
+                    f"< {goal:g} s" if goal else "",
+                    None if goal is None else elapsed < goal,
+                )
             )
-    for row in rows:
-        print(" | ".join(row))
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    for row in main():
+        print(row)

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import GridError
-from .metrics import DEFAULT_METRIC
 from .planner import (
     DEFAULT_MAX_RUNS,
     Plan,
@@ -216,6 +215,8 @@ def plan_main() -> None:
 
 # -- grid-status ------------------------------------------------------------------------
 def status_command(argv: Sequence[str] | None = None) -> int:
+    from .metrics import DEFAULT_METRIC
+
     parser = argparse.ArgumentParser(prog="grid-status", description="Show every run's state.")
     _queue_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -419,6 +420,7 @@ def monitor_main() -> None:
 # -- grid-report ------------------------------------------------------------------------
 def report_command(argv: Sequence[str] | None = None) -> int:
     from . import report
+    from .metrics import DEFAULT_METRIC
 
     parser = argparse.ArgumentParser(
         prog="grid-report",

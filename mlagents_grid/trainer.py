@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,6 +62,26 @@ def _child_setup(parent: int) -> Callable[[], None]:
     return setup
 
 
+# setpriv sets the parent-death signal and execs the trainer: half the cost of a Python
+# preexec_fn, which forces a full fork of the worker. Either way the trainer gets SIGINT when
+# its worker dies.
+SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+
+
+def _launch(command: list[str], new_console: bool) -> tuple[list[str], dict[str, object]]:
+    """The command and Popen options that start a trainer in its own session."""
+    if IS_WINDOWS:
+        # As the original did: a console of its own per run, unless its output is echoed here.
+        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+        if new_console:
+            flags |= getattr(subprocess, "CREATE_NEW_CONSOLE", 0)
+        return command, {"creationflags": flags}
+    if SETPRIV is not None and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None):
+        # A handled SIGINT is reset to its default by exec, so the trainer can be interrupted.
+        return [SETPRIV, "--pdeathsig", "INT", "--", *command], {"start_new_session": True}
+    return command, {"start_new_session": True, "preexec_fn": _child_setup(os.getpid())}
+
+
 class Trainer:
     """One trainer process: started, watched and ended by the worker that claimed its run."""
 
@@ -78,16 +99,9 @@ class Trainer:
         self.known: dict[int, psutil.Process] = {}
         self._echo_thread: threading.Thread | None = None
         pass_fds = () if inherit_fd is None else (inherit_fd,)
-        options: dict[str, object] = {}
-        if IS_WINDOWS:
-            flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-            if echo is None:
-                flags |= getattr(subprocess, "CREATE_NEW_CONSOLE", 0)
-            options["creationflags"] = flags
-        else:
-            options.update(start_new_session=True, preexec_fn=_child_setup(os.getpid()))
+        argv, options = _launch(command, new_console=echo is None)
         self.popen = subprocess.Popen(
-            command,
+            argv,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if echo else log,
@@ -122,6 +136,8 @@ class Trainer:
 
     def remember_descendants(self) -> None:
         """Note every descendant now, while they can still be found from the trainer."""
+        if not _has_children(self.pid):
+            return
         with contextlib.suppress(psutil.Error):
             for child in psutil.Process(self.pid).children(recursive=True):
                 self.known.setdefault(child.pid, child)
@@ -165,9 +181,10 @@ class Trainer:
         subreaper the worker inherits every orphan the trainer left.
         """
         alive: dict[int, psutil.Process] = {}
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process().children(recursive=True):
-                self.known.setdefault(child.pid, child)
+        if _has_children(os.getpid()):
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process().children(recursive=True):
+                    self.known.setdefault(child.pid, child)
         for process in self.known.values():
             with contextlib.suppress(psutil.Error):
                 if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
@@ -188,6 +205,22 @@ class Trainer:
         psutil.wait_procs(alive, timeout=TERM_GRACE)
         _reap_adopted()
         return len(left)
+
+
+def _has_children(pid: int) -> bool:
+    """Cheaply, from /proc: whether `pid` has any child (psutil scans every process)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as children:
+                if children.read().strip():
+                    return True
+        except OSError:
+            return True
+    return False
 
 
 def _reap_adopted() -> None:

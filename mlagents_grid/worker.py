@@ -64,12 +64,14 @@ def trainer_command(given: str | None) -> list[str]:
         raise GridError(f"--trainer {text!r}: cannot split it into words ({exc})") from None
     if not command:
         raise GridError("--trainer is empty; give a command such as mlagents-learn")
-    if shutil.which(command[0]) is None:
+    found = shutil.which(command[0])
+    if found is None:
         raise GridError(
             f"--trainer: {command[0]!r} not found; install ML-Agents (pip install mlagents) "
             "or pass --trainer with the command to run"
         )
-    return command
+    # Resolved once: every start then skips the search through $PATH.
+    return [found, *command[1:]]
 
 
 @dataclass
@@ -98,7 +100,10 @@ class Worker:
         self.slot, self.slot_lock = self.queue.take_slot(self.host)
         self.queue.record("worker-started", worker=self.identity, slot=self.slot)
         say(f"worker {self.identity} started on slot {self.slot} (port {self.port})")
-        folders = [self.queue.kill_dir, self.queue.root / "state", self.queue.root / "final"]
+        # Kill files stop runs; with --wait, state changes may make a run claimable.
+        folders = [self.queue.kill_dir]
+        if self.options.wait:
+            folders += [self.queue.root / "state", self.queue.root / "final"]
         reported: set[str] = set()
         with FolderWatch(folders, lambda _path: self.wake.set(), self.options.polling):
             while not self.signals:
@@ -203,17 +208,7 @@ class Worker:
             log_path,
             f"attempt {attempt} by {self.identity} on port {self.port}: {shlex.join(command)}",
         )
-        self.queue.save(
-            claim,
-            status=RUNNING,
-            attempts=attempt,
-            worker=self.identity,
-            port=self.port,
-            started=time.time(),
-            ended=None,
-            exit_code=None,
-            mode=mode,
-        )
+        started = time.time()
         inherited = os.dup(claim.lock_fd)
         try:
             trainer = Trainer(
@@ -227,10 +222,24 @@ class Worker:
         except OSError as exc:
             log.write(f"cannot start the trainer: {exc}\n".encode())
             log.close()
+            claim.state.attempts = attempt
             return _Outcome(exit_code=127), str(exc)
         finally:
             os.close(inherited)
-        self.queue.save(claim, pid=trainer.pid)
+        # Recorded once the trainer exists: a worker dying before this leaves the run pending
+        # with its lock held by the trainer, which the next claim waits out.
+        self.queue.save(
+            claim,
+            status=RUNNING,
+            attempts=attempt,
+            worker=self.identity,
+            pid=trainer.pid,
+            port=self.port,
+            started=started,
+            ended=None,
+            exit_code=None,
+            mode=mode,
+        )
         resuming = ", resuming from its checkpoint" if mode == "--resume" else ""
         self.queue.record(
             "started",
