@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,20 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, 9)
                 proc.wait(timeout=10)
+
+
+@pytest.fixture
+def new_sweep() -> Iterator[Callable[..., Any]]:
+    """Make sweeps (tests/sweep.py) whose processes are all killed by pid at the end."""
+    from .sweep import Sweep
+
+    made: list[Sweep] = []
+
+    def make(root: Path, **kwargs: Any) -> Sweep:
+        sweep = Sweep(root, **kwargs)
+        made.append(sweep)
+        return sweep
+
+    yield make
+    for sweep in made:
+        sweep.stop_all()

@@ -18,11 +18,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import psutil
 import pytest
 
 from mlagents_grid import cli
@@ -42,20 +40,6 @@ def figures() -> Iterator[Counter[str]]:
     counts["suite_seconds"] = round(time.monotonic() - start)
     FIGURES.parent.mkdir(exist_ok=True)
     FIGURES.write_text(json.dumps(dict(counts), indent=1) + "\n")
-
-
-@pytest.fixture
-def sweeps() -> Iterator[list[Sweep]]:
-    made: list[Sweep] = []
-    yield made
-    for sweep in made:
-        sweep.stop_all()
-
-
-def new_sweep(sweeps: list[Sweep], root: Path, **kwargs: Any) -> Sweep:
-    sweep = Sweep(root, **kwargs)
-    sweeps.append(sweep)
-    return sweep
 
 
 def assert_valid_and_complete(sweep: Sweep, figures: Counter[str]) -> None:
@@ -99,9 +83,9 @@ def assert_valid_and_complete(sweep: Sweep, figures: Counter[str]) -> None:
 
 @pytest.mark.slow
 def test_eight_workers_drain_500_jobs_each_exactly_once(
-    sweeps: list[Sweep], tmp_path: Path, figures: Counter[str]
+    new_sweep: Callable[..., Sweep], tmp_path: Path, figures: Counter[str]
 ) -> None:
-    sweep = new_sweep(sweeps, tmp_path, runs=500, ticks=1)
+    sweep = new_sweep(tmp_path, runs=500, ticks=1)
     workers = [
         sweep.start(sweep.command("grid-worker", "--trainer", str(QUICK_TRAINER))) for _ in range(8)
     ]
@@ -127,10 +111,9 @@ def test_eight_workers_drain_500_jobs_each_exactly_once(
 
 @pytest.mark.slow
 def test_fifty_random_kill_9_of_workers_lose_nothing_and_run_nothing_twice(
-    sweeps: list[Sweep], tmp_path: Path, figures: Counter[str]
+    new_sweep: Callable[..., Sweep], tmp_path: Path, figures: Counter[str]
 ) -> None:
     sweep = new_sweep(
-        sweeps,
         tmp_path,
         runs=30,
         ticks=15,
@@ -174,13 +157,12 @@ def faulty(sweep: Sweep, point: str, n: int, tool: str, *args: str) -> subproces
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["before", "after"])
 def test_a_worker_killed_at_every_state_write_leaves_a_queue_the_next_one_finishes(
-    sweeps: list[Sweep], tmp_path: Path, figures: Counter[str], point: str
+    new_sweep: Callable[..., Sweep], tmp_path: Path, figures: Counter[str], point: str
 ) -> None:
     trainer = f"{sys.executable} {ROOT / 'tests' / 'fake_trainer.py'}"
     n = 1
     while True:
         sweep = new_sweep(
-            sweeps,
             tmp_path / f"{point}-{n}",
             runs=2,
             ticks=4,
@@ -205,10 +187,9 @@ def test_a_worker_killed_at_every_state_write_leaves_a_queue_the_next_one_finish
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["before", "after"])
 def test_a_monitor_killed_writing_a_kill_file_loses_no_stop(
-    sweeps: list[Sweep], tmp_path: Path, figures: Counter[str], point: str
+    new_sweep: Callable[..., Sweep], tmp_path: Path, figures: Counter[str], point: str
 ) -> None:
     sweep = new_sweep(
-        sweeps,
         tmp_path,
         runs=1,
         ticks=400,
@@ -228,34 +209,10 @@ def test_a_monitor_killed_writing_a_kill_file_loses_no_stop(
     assert len(sweep.starts("grid-0")) == 1
 
 
-def test_a_trainer_with_a_child_ignoring_sigint_leaves_no_process_in_its_group(
-    sweeps: list[Sweep], tmp_path: Path
-) -> None:
-    sweep = new_sweep(
-        sweeps,
-        tmp_path,
-        runs=1,
-        ticks=1000,
-        options={"default": {"step_delay": 0.05, "ignore_sigint": True, "spawn_child": True}},
-    )
-    worker = sweep.start_worker("--grace", "1")
-    sweep.wait_for((sweep.root / "results" / "grid-0" / "child.pid").exists)
-    group = sweep.starts("grid-0")[0]["pid"]
-    sweep.stop("grid-0")
-    assert worker.wait(timeout=30) == 0
-    left = []
-    for process in psutil.process_iter():
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
-                left.append(process.pid)
-    assert left == []
-
-
 def test_a_hanging_trainer_blocks_no_other_worker_and_grid_stop_ends_it(
-    sweeps: list[Sweep], tmp_path: Path
+    new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
     sweep = new_sweep(
-        sweeps,
         tmp_path,
         runs=4,
         ticks=3,
@@ -281,12 +238,12 @@ def _mount_small_tmpfs(folder: Path) -> bool:
 
 
 def test_a_full_disk_is_reported_clearly_and_the_queue_stays_valid(
-    sweeps: list[Sweep], tmp_path: Path, figures: Counter[str]
+    new_sweep: Callable[..., Sweep], tmp_path: Path, figures: Counter[str]
 ) -> None:
     disk = tmp_path / "disk"
     mounted = _mount_small_tmpfs(disk)
     try:
-        sweep = new_sweep(sweeps, tmp_path, runs=3, ticks=2, queue_dir=disk / "q")
+        sweep = new_sweep(tmp_path, runs=3, ticks=2, queue_dir=disk / "q")
         if mounted:
             filler = disk / "filler"
             with contextlib.suppress(OSError), open(filler, "wb") as handle:
@@ -435,9 +392,9 @@ def test_hostile_arguments_exit_2_and_write_nothing(
 
 
 def test_corrupt_job_and_state_files_are_named_and_the_rest_still_runs(
-    sweeps: list[Sweep], tmp_path: Path, figures: Counter[str]
+    new_sweep: Callable[..., Sweep], tmp_path: Path, figures: Counter[str]
 ) -> None:
-    sweep = new_sweep(sweeps, tmp_path, runs=4, ticks=2)
+    sweep = new_sweep(tmp_path, runs=4, ticks=2)
     queue = sweep.queue
     queue.job_file("grid-1").write_text("garbage{")
     queue.state_file("grid-2").write_text('{"run_id": "grid-2", "sta')

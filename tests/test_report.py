@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import yaml
 
 from mlagents_grid import cli
@@ -18,17 +17,9 @@ from .sweep import Sweep
 BETA_SWEEP = "default_settings:\n  hyperparameters:\n    beta: {opt_values: [1, 2]}\n"
 
 
-@pytest.fixture
-def sweeps() -> Iterator[list[Sweep]]:
-    made: list[Sweep] = []
-    yield made
-    for sweep in made:
-        sweep.stop_all()
-
-
-def finished_sweep(sweeps: list[Sweep], root: Path) -> Sweep:
+def finished_sweep(new_sweep: Callable[..., Sweep], root: Path) -> Sweep:
     """4 runs: two done with known curves, one failed after one point, one never started."""
-    sweep = Sweep(
+    sweep = new_sweep(
         root,
         runs=2,
         ticks=6,
@@ -42,7 +33,6 @@ def finished_sweep(sweeps: list[Sweep], root: Path) -> Sweep:
             },
         },
     )
-    sweeps.append(sweep)
     sweep.stop("grid-3", reason="not needed")
     worker = sweep.start_worker("--max-attempts", "1")
     assert worker.wait(timeout=60) == 0, sweep.output(worker)
@@ -50,9 +40,9 @@ def finished_sweep(sweeps: list[Sweep], root: Path) -> Sweep:
 
 
 def test_report_ranks_scores_and_tabulates_values_exactly(
-    sweeps: list[Sweep], tmp_path: Path
+    new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
-    sweep = finished_sweep(sweeps, tmp_path)
+    sweep = finished_sweep(new_sweep, tmp_path)
     assert sweep.statuses() == {
         "grid-0": "done",
         "grid-1": "done",
@@ -90,8 +80,8 @@ def test_report_ranks_scores_and_tabulates_values_exactly(
     assert len(png) > 20_000
 
 
-def test_last_k_changes_the_score(sweeps: list[Sweep], tmp_path: Path) -> None:
-    sweep = finished_sweep(sweeps, tmp_path)
+def test_last_k_changes_the_score(new_sweep: Callable[..., Sweep], tmp_path: Path) -> None:
+    sweep = finished_sweep(new_sweep, tmp_path)
     result = run_cli(
         cli.report_command, "grid-report", ["--queue", str(sweep.queue.root), "--last", "2"]
     )
@@ -104,8 +94,10 @@ def test_last_k_changes_the_score(sweeps: list[Sweep], tmp_path: Path) -> None:
     assert bad.code == 2 and "--last" in bad.err
 
 
-def test_status_shows_steps_metrics_and_progress(sweeps: list[Sweep], tmp_path: Path) -> None:
-    sweep = finished_sweep(sweeps, tmp_path)
+def test_status_shows_steps_metrics_and_progress(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = finished_sweep(new_sweep, tmp_path)
     result = run_cli(
         cli.status_command, "grid-status", ["--queue", str(sweep.queue.root), "--json"]
     )
@@ -124,8 +116,10 @@ def test_status_shows_steps_metrics_and_progress(sweeps: list[Sweep], tmp_path: 
     assert "4/4 final" in again.out and "grid-1" in again.out
 
 
-def test_report_on_a_partial_sweep_with_two_behaviors(sweeps: list[Sweep], tmp_path: Path) -> None:
-    sweep = Sweep(
+def test_report_on_a_partial_sweep_with_two_behaviors(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = new_sweep(
         tmp_path,
         runs=2,
         ticks=400,
@@ -135,7 +129,6 @@ def test_report_on_a_partial_sweep_with_two_behaviors(sweeps: list[Sweep], tmp_p
             "runs": {"grid-1": {"step_delay": 0.2, "curve": {"Goalie": [1], "Striker": [1]}}},
         },
     )
-    sweeps.append(sweep)
     sweep.stop("grid-0", reason="by test")  # never starts
     worker = sweep.start_worker()
     sweep.wait_for_training("grid-1", "Striker")

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-import pytest
 
 from .sweep import Sweep
-
-
-@pytest.fixture
-def sweeps(tmp_path: Path) -> Iterator[list[Sweep]]:
-    made: list[Sweep] = []
-    yield made
-    for sweep in made:
-        sweep.stop_all()
-
-
-def new_sweep(sweeps: list[Sweep], root: Path, **kwargs) -> Sweep:
-    sweep = Sweep(root, **kwargs)
-    sweeps.append(sweep)
-    return sweep
 
 
 def checkpoint_step(sweep: Sweep, run_id: str, behavior: str = "3DBall") -> int:
@@ -36,10 +23,9 @@ def checkpoint_step(sweep: Sweep, run_id: str, behavior: str = "3DBall") -> int:
 
 
 def test_three_workers_drain_twelve_jobs_exactly_once_without_sharing_ports(
-    sweeps: list[Sweep], tmp_path: Path
+    new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
     sweep = new_sweep(
-        sweeps,
         tmp_path,
         runs=12,
         ticks=5,
@@ -67,10 +53,9 @@ def test_three_workers_drain_twelve_jobs_exactly_once_without_sharing_ports(
 
 
 def test_worker_killed_mid_run_its_trainer_saves_and_the_next_worker_resumes(
-    sweeps: list[Sweep], tmp_path: Path
+    new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
     sweep = new_sweep(
-        sweeps,
         tmp_path,
         runs=1,
         ticks=60,
@@ -96,9 +81,9 @@ def test_worker_killed_mid_run_its_trainer_saves_and_the_next_worker_resumes(
 
 
 def test_ctrl_c_records_the_run_interrupted_and_a_new_worker_resumes_it(
-    sweeps: list[Sweep], tmp_path: Path
+    new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
-    sweep = new_sweep(sweeps, tmp_path, runs=1, ticks=40, options={"default": {"step_delay": 0.05}})
+    sweep = new_sweep(tmp_path, runs=1, ticks=40, options={"default": {"step_delay": 0.05}})
     worker = sweep.start_worker()
     sweep.wait_for_training("grid-0")
     worker.send_signal(signal.SIGINT)
@@ -114,11 +99,9 @@ def test_ctrl_c_records_the_run_interrupted_and_a_new_worker_resumes_it(
 
 
 def test_a_kill_file_stops_a_run_gracefully_within_two_seconds(
-    sweeps: list[Sweep], tmp_path: Path
+    new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
-    sweep = new_sweep(
-        sweeps, tmp_path, runs=2, ticks=400, options={"default": {"step_delay": 0.05}}
-    )
+    sweep = new_sweep(tmp_path, runs=2, ticks=400, options={"default": {"step_delay": 0.05}})
     worker = sweep.start_worker()
     sweep.wait_for_training("grid-0")
     asked = time.time()
@@ -136,8 +119,10 @@ def test_a_kill_file_stops_a_run_gracefully_within_two_seconds(
     assert len(sweep.starts("grid-0")) == 1
 
 
-def test_a_pending_run_stopped_by_hand_never_starts(sweeps: list[Sweep], tmp_path: Path) -> None:
-    sweep = new_sweep(sweeps, tmp_path, runs=2, ticks=2)
+def test_a_pending_run_stopped_by_hand_never_starts(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = new_sweep(tmp_path, runs=2, ticks=2)
     sweep.stop("grid-1", reason="not this one")
     assert sweep.statuses()["grid-1"] == "stopped"
     worker = sweep.start_worker()
@@ -146,10 +131,9 @@ def test_a_pending_run_stopped_by_hand_never_starts(sweeps: list[Sweep], tmp_pat
 
 
 def test_a_trainer_ignoring_sigint_is_escalated_and_its_child_is_gone(
-    sweeps: list[Sweep], tmp_path: Path
+    new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
     sweep = new_sweep(
-        sweeps,
         tmp_path,
         runs=1,
         ticks=1000,
@@ -164,15 +148,20 @@ def test_a_trainer_ignoring_sigint_is_escalated_and_its_child_is_gone(
     assert worker.wait(timeout=30) == 0, sweep.output(worker)
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
     assert not psutil.pid_exists(trainer)
+    left = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == trainer and process.status() != psutil.STATUS_ZOMBIE:
+                left.append(process.pid)
+    assert left == []
     assert sweep.statuses() == {"grid-0": "stopped"}
     assert "SIGTERM" in sweep.output(worker)
 
 
 def test_a_crashing_trainer_fails_after_three_attempts_while_others_finish(
-    sweeps: list[Sweep], tmp_path: Path
+    new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
     sweep = new_sweep(
-        sweeps,
         tmp_path,
         runs=3,
         ticks=3,
@@ -196,9 +185,11 @@ def test_a_crashing_trainer_fails_after_three_attempts_while_others_finish(
     ]
 
 
-def test_a_run_that_fails_then_succeeds_is_retried(sweeps: list[Sweep], tmp_path: Path) -> None:
+def test_a_run_that_fails_then_succeeds_is_retried(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
     sweep = new_sweep(
-        sweeps, tmp_path, runs=1, ticks=3, options={"default": {"crash": 1, "crash_times": 1}}
+        tmp_path, runs=1, ticks=3, options={"default": {"crash": 1, "crash_times": 1}}
     )
     worker = sweep.start_worker()
     assert worker.wait(timeout=60) == 0, sweep.output(worker)
@@ -209,12 +200,13 @@ def test_a_run_that_fails_then_succeeds_is_retried(sweeps: list[Sweep], tmp_path
     assert sweep.starts("grid-0")[1]["force"] is True
 
 
-def test_a_port_in_use_moves_the_run_to_another_slot(sweeps: list[Sweep], tmp_path: Path) -> None:
+def test_a_port_in_use_moves_the_run_to_another_slot(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
         sweep = new_sweep(
-            sweeps,
             tmp_path,
             runs=1,
             ticks=2,
@@ -231,11 +223,9 @@ def test_a_port_in_use_moves_the_run_to_another_slot(sweeps: list[Sweep], tmp_pa
 
 
 def test_a_worker_started_with_sigint_ignored_still_stops_its_trainer_gracefully(
-    sweeps: list[Sweep], tmp_path: Path
+    new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
-    sweep = new_sweep(
-        sweeps, tmp_path, runs=1, ticks=400, options={"default": {"step_delay": 0.05}}
-    )
+    sweep = new_sweep(tmp_path, runs=1, ticks=400, options={"default": {"step_delay": 0.05}})
 
     def ignore_sigint() -> None:
         import os
@@ -253,9 +243,9 @@ def test_a_worker_started_with_sigint_ignored_still_stops_its_trainer_gracefully
 
 
 def test_a_waiting_worker_takes_over_the_run_of_a_dead_peer(
-    sweeps: list[Sweep], tmp_path: Path
+    new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
-    sweep = new_sweep(sweeps, tmp_path, runs=1, ticks=40, options={"default": {"step_delay": 0.05}})
+    sweep = new_sweep(tmp_path, runs=1, ticks=40, options={"default": {"step_delay": 0.05}})
     first = sweep.start_worker()
     sweep.wait_for(lambda: len(sweep.starts()) == 1)
     waiting = sweep.start_worker("--wait")
@@ -268,9 +258,9 @@ def test_a_waiting_worker_takes_over_the_run_of_a_dead_peer(
 
 
 def test_results_without_a_checkpoint_are_overwritten_with_force(
-    sweeps: list[Sweep], tmp_path: Path
+    new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
-    sweep = new_sweep(sweeps, tmp_path, runs=1, ticks=2)
+    sweep = new_sweep(tmp_path, runs=1, ticks=2)
     (sweep.root / "results" / "grid-0" / "3DBall").mkdir(parents=True)
     worker = sweep.start_worker()
     assert worker.wait(timeout=30) == 0
@@ -278,8 +268,8 @@ def test_results_without_a_checkpoint_are_overwritten_with_force(
     assert (start["force"], start["resume"]) == (True, False)
 
 
-def test_worker_bad_arguments_exit_2(sweeps: list[Sweep], tmp_path: Path) -> None:
-    sweep = new_sweep(sweeps, tmp_path, runs=1, ticks=2)
+def test_worker_bad_arguments_exit_2(new_sweep: Callable[..., Sweep], tmp_path: Path) -> None:
+    sweep = new_sweep(tmp_path, runs=1, ticks=2)
     for args, expected in [
         (("--trainer", "no-such-trainer-xyz"), "'no-such-trainer-xyz' not found"),
         (("--gpus", "a,b"), "--gpus 'a,b'"),
