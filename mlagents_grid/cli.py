@@ -456,3 +456,48 @@ def report_command(argv: Sequence[str] | None = None) -> int:
 
 def report_main() -> None:
     sys.exit(_run("grid-report", report_command))
+
+
+# -- grid-submit ------------------------------------------------------------------------
+def submit_command(argv: Sequence[str] | None = None) -> int:
+    from . import slurm
+
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    split = args_list.index("--") if "--" in args_list else len(args_list)
+    own, sbatch_args = args_list[:split], args_list[split + 1 :]
+    parser = argparse.ArgumentParser(
+        prog="grid-submit",
+        description="Start workers as a SLURM array job: N tasks, each a grid-worker --wait. "
+        "Arguments after -- go to sbatch.",
+    )
+    _queue_argument(parser)
+    parser.add_argument("--slurm", type=int, required=True, metavar="N", help="array tasks")
+    parser.add_argument("--print", action="store_true", help="print the script, submit nothing")
+    parser.add_argument(
+        "--gpus-per-worker", type=int, default=0, metavar="G", help="GPUs for each task"
+    )
+    parser.add_argument("--trainer", metavar="CMD", help="passed to each grid-worker")
+    parser.add_argument(
+        "--polling", action="store_true", help="workers poll the queue (forced on every task)"
+    )
+    args = parser.parse_args(own)
+    if args.slurm < 1:
+        raise GridError(f"--slurm: give the number of workers, at least 1 (got {args.slurm})")
+    if args.gpus_per_worker < 0:
+        raise GridError(f"--gpus-per-worker: must be 0 or more (got {args.gpus_per_worker})")
+    queue = resolve_queue(args.queue)
+    options = (args.slurm, args.gpus_per_worker, args.trainer, args.polling)
+    if args.print:
+        print(slurm.batch_script(queue, *options), end="")
+        return 0
+    job_id = slurm.submit(queue, args.slurm, sbatch_args, *options[1:])
+    q = shlex.quote(str(queue.root))
+    print(f"Submitted SLURM job {job_id}: {args.slurm} workers on {q}")
+    print(f"  squeue -j {job_id}              # the tasks")
+    print(f"  grid-status --queue {q} --watch  # the runs")
+    print(f"  {queue.root / 'slurm'}/{job_id}_<task>.out   # each worker's log")
+    return 0
+
+
+def submit_main() -> None:
+    sys.exit(_run("grid-submit", submit_command))

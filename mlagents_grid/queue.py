@@ -156,6 +156,7 @@ class JobState:
     exit_code: int | None = None
     stop_reason: str | None = None
     mode: str | None = None
+    slurm: str | None = None
     log_tail: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:

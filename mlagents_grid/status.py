@@ -128,7 +128,7 @@ def render(report: dict[str, Any]) -> Group:
             row["run_id"],
             row["status"],
             str(row.get("attempts", "")),
-            row.get("worker") or "",
+            " ".join(filter(None, (row.get("worker"), row.get("slurm") and f"({row['slurm']})"))),
             str(row.get("port") or ""),
             _clock(row.get("started")),
             _clock(row.get("ended")),

@@ -33,6 +33,7 @@ from .queue import (
     host_name,
     worker_identity,
 )
+from .slurm import slurm_label
 from .trainer import TERM_GRACE, Trainer, become_subreaper, open_log
 from .watch import FolderWatch
 
@@ -91,6 +92,7 @@ class Worker:
         self.signals: list[int] = []
         self.slot = 0
         self.slot_lock: FileLock | None = None
+        self.slurm = slurm_label()
 
     # -- lifecycle --------------------------------------------------------------
     def run(self) -> int:
@@ -98,8 +100,9 @@ class Worker:
             signal.signal(signum, self._on_signal)
         become_subreaper()
         self.slot, self.slot_lock = self.queue.take_slot(self.host)
-        self.queue.record("worker-started", worker=self.identity, slot=self.slot)
-        say(f"worker {self.identity} started on slot {self.slot} (port {self.port})")
+        self.queue.record("worker-started", worker=self.identity, slot=self.slot, slurm=self.slurm)
+        where = f", {self.slurm}" if self.slurm else ""
+        say(f"worker {self.identity} started on slot {self.slot} (port {self.port}{where})")
         # Kill files stop runs; with --wait, state changes may make a run claimable.
         folders = [self.queue.kill_dir]
         if self.options.wait:
@@ -239,6 +242,7 @@ class Worker:
             ended=None,
             exit_code=None,
             mode=mode,
+            slurm=self.slurm,
         )
         resuming = ", resuming from its checkpoint" if mode == "--resume" else ""
         self.queue.record(

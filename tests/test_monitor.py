@@ -196,6 +196,8 @@ class GarbageHandler(http.server.BaseHTTPRequestHandler):
         self._answer()
 
     def _answer(self) -> None:
+        # Unread request bytes make close() send a reset, which can cut our own answer short.
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
         code, body = self.answers.pop(0) if self.answers else (200, b"[]")
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
