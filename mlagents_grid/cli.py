@@ -495,7 +495,7 @@ def submit_command(argv: Sequence[str] | None = None) -> int:
     print(f"Submitted SLURM job {job_id}: {args.slurm} workers on {q}")
     print(f"  squeue -j {job_id}              # the tasks")
     print(f"  grid-status --queue {q} --watch  # the runs")
-    print(f"  {queue.root / 'slurm'}/{job_id}_<task>.out   # each worker's log")
+    print(f"  {queue.root / 'logs'}/slurm-{job_id}_<task>.out  # each worker's log")
     return 0
 
 

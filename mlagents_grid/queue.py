@@ -14,6 +14,8 @@ The folder on disk is the source of truth; no process keeps state another needs.
     configs/<run>.yaml    the run's trainer config, written when it first starts
     logs/<run>.log        the trainer's output, one header line per attempt
     slots/<host>.<n>.lock a worker's port slot on its host
+    slurm/                grid-submit's batch script and the SLURM jobs it submitted
+    logs/slurm-<job>_<task>.out  a SLURM array task's worker output
     cache/                what commands derived and may rebuild (metrics read so far)
 
 A run's status is derived: final/ wins over state/, which wins over pending; `running`

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def batch_script(
         "#!/bin/bash",
         f"#SBATCH --job-name=grid-{queue.sweep.prefix}",
         f"#SBATCH --array=0-{tasks - 1}",
-        f"#SBATCH --output={root}/slurm/%A_%a.out",
+        f"#SBATCH --output={root}/logs/slurm-%A_%a.out",
         f"#SBATCH --signal=B:INT@{WARNING_SECONDS}",
     ]
     if gpus_per_worker:
@@ -88,16 +89,20 @@ def submit(
     sbatch = shutil.which("sbatch")
     if sbatch is None:
         raise GridError("sbatch not found; run grid-submit on a SLURM login node, or use --print")
-    folder = queue.root / "slurm"
-    folder.mkdir(exist_ok=True)
-    script = folder / "worker.sbatch"
-    write_atomic(script, batch_script(queue, tasks, gpus_per_worker, trainer, polling))
-    done = subprocess.run(
-        [sbatch, "--parsable", *sbatch_args, str(script)], capture_output=True, text=True
-    )
+    # sbatch keeps its own copy: the queue gets the script only once SLURM has taken it.
+    text = batch_script(queue, tasks, gpus_per_worker, trainer, polling)
+    with tempfile.NamedTemporaryFile("w", suffix=".sbatch", encoding="utf-8") as draft:
+        draft.write(text)
+        draft.flush()
+        done = subprocess.run(
+            [sbatch, "--parsable", *sbatch_args, draft.name], capture_output=True, text=True
+        )
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise GridError(f"sbatch refused the job: {reason}")
+    folder = queue.root / "slurm"
+    folder.mkdir(exist_ok=True)
+    write_atomic(folder / "worker.sbatch", text)
     job_id = done.stdout.strip().split(";")[0]
     jobs_file = folder / "jobs.json"
     try:

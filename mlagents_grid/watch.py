@@ -16,14 +16,15 @@ SHARED_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "cephfs", "ceph"}
 )
 POLL_INTERVAL = 1.0
+MOUNTS = Path("/proc/mounts")
 
 
-def filesystem_type(path: Path) -> str:
+def filesystem_type(path: Path, mounts_file: Path = MOUNTS) -> str:
     """The type of the mount holding `path`, from /proc/mounts ("" when unknown)."""
     target = os.path.realpath(path)
     best, kind = "", ""
     try:
-        with open("/proc/mounts", encoding="utf-8") as mounts:
+        with open(mounts_file, encoding="utf-8") as mounts:
             for line in mounts:
                 parts = line.split()
                 if len(parts) < 3:
@@ -37,8 +38,8 @@ def filesystem_type(path: Path) -> str:
     return kind
 
 
-def is_shared(path: Path) -> bool:
-    kind = filesystem_type(path)
+def is_shared(path: Path, mounts_file: Path = MOUNTS) -> bool:
+    kind = filesystem_type(path, mounts_file)
     return kind in SHARED_FILESYSTEMS or kind.startswith("fuse.")
 
 

@@ -35,7 +35,7 @@ from .queue import (
 )
 from .slurm import slurm_label
 from .trainer import TERM_GRACE, Trainer, become_subreaper, open_log
-from .watch import FolderWatch
+from .watch import POLL_INTERVAL, FolderWatch
 
 # How ML-Agents says that its port is taken: retried on another slot, not a failure.
 PORT_IN_USE = ("is still in use", "Address already in use")
@@ -108,7 +108,9 @@ class Worker:
         if self.options.wait:
             folders += [self.queue.root / "state", self.queue.root / "final"]
         reported: set[str] = set()
-        with FolderWatch(folders, lambda _path: self.wake.set(), self.options.polling):
+        with FolderWatch(folders, lambda _path: self.wake.set(), self.options.polling) as watch:
+            if watch.polling:
+                say(f"watching {self.queue.root} by polling every {POLL_INTERVAL:g}s")
             while not self.signals:
                 claim = self.queue.claim(self.identity)
                 for run_id, problem in self.queue.problems.items():

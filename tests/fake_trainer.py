@@ -153,6 +153,8 @@ def main() -> int:
             "port": args.base_port,
             "resume": args.resume,
             "force": args.force,
+            "device": args.torch_device,
+            "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "start_step": min(json.loads(p.read_text())["step"] for p in saved) if resumable else 0,
         }
     )
