@@ -130,6 +130,26 @@ def test_array_job_drains_the_sweep_through_a_cancel_and_a_time_limit_warning(
     assert started == {f"slurm {job}_{task}" for task in range(3)}
 
 
+@pytest.mark.slurm
+def test_a_job_sbatch_refuses_exits_2_with_its_reason_and_changes_nothing(
+    slurm_env: dict[str, str], new_sweep, tmp_path: Path
+) -> None:
+    sweep = new_sweep(tmp_path, runs=2)
+    before = tree(sweep.queue_dir)
+    done = subprocess.run(
+        sweep.command("grid-submit", "--slurm", "2", "--", "--partition=no-such-partition"),
+        env={**sweep.env, "SLURM_CONF": slurm_env["SLURM_CONF"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("grid-submit: sbatch refused the job: ")
+    assert "partition" in done.stderr.lower()
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert tree(sweep.queue_dir) == before
+
+
 def test_print_shows_the_script_and_submits_nothing(new_sweep, tmp_path: Path) -> None:
     sweep = new_sweep(tmp_path, runs=2)
     before = tree(sweep.queue_dir)
