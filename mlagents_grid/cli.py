@@ -478,7 +478,9 @@ def submit_command(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--trainer", metavar="CMD", help="passed to each grid-worker")
     parser.add_argument(
-        "--polling", action="store_true", help="workers poll the queue (forced on every task)"
+        "--polling",
+        action="store_true",
+        help="workers poll the queue (automatic on shared filesystems)",
     )
     args = parser.parse_args(own)
     if args.slurm < 1:
@@ -486,16 +488,17 @@ def submit_command(argv: Sequence[str] | None = None) -> int:
     if args.gpus_per_worker < 0:
         raise GridError(f"--gpus-per-worker: must be 0 or more (got {args.gpus_per_worker})")
     queue = resolve_queue(args.queue)
-    options = (args.slurm, args.gpus_per_worker, args.trainer, args.polling)
+    script = slurm.batch_script(queue, args.slurm, args.gpus_per_worker, args.trainer, args.polling)
     if args.print:
-        print(slurm.batch_script(queue, *options), end="")
+        print(script, end="")
         return 0
-    job_id = slurm.submit(queue, args.slurm, sbatch_args, *options[1:])
+    job_id = slurm.submit(queue, script, args.slurm, sbatch_args)
     q = shlex.quote(str(queue.root))
     print(f"Submitted SLURM job {job_id}: {args.slurm} workers on {q}")
     print(f"  squeue -j {job_id}              # the tasks")
     print(f"  grid-status --queue {q} --watch  # the runs")
-    print(f"  {queue.root / 'logs'}/slurm-{job_id}_<task>.out  # each worker's log")
+    output = str(queue.slurm_output()).replace("%A_%a", f"{job_id}_<task>")
+    print(f"  {output}  # each worker's log")
     return 0
 
 

@@ -262,6 +262,13 @@ class Queue:
     def log_file(self, run_id: str) -> Path:
         return self.root / "logs" / f"{run_id}.log"
 
+    def slurm_file(self, name: str) -> Path:
+        return self.root / "slurm" / name
+
+    def slurm_output(self) -> Path:
+        """Where each array task's output goes (sbatch's %A job id, %a task id)."""
+        return self.root.absolute() / "logs" / "slurm-%A_%a.out"
+
     def cache_file(self, name: str) -> Path:
         """Derived data a command may rebuild at any time (never a source of truth)."""
         return self.root / "cache" / name

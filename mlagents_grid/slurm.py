@@ -50,7 +50,7 @@ def batch_script(
         "#!/bin/bash",
         f"#SBATCH --job-name=grid-{queue.sweep.prefix}",
         f"#SBATCH --array=0-{tasks - 1}",
-        f"#SBATCH --output={root}/logs/slurm-%A_%a.out",
+        f"#SBATCH --output={queue.slurm_output()}",
         f"#SBATCH --signal=B:INT@{WARNING_SECONDS}",
     ]
     if gpus_per_worker:
@@ -77,22 +77,14 @@ def batch_script(
     return "\n".join(lines) + "\n"
 
 
-def submit(
-    queue: Queue,
-    tasks: int,
-    sbatch_args: list[str],
-    gpus_per_worker: int = 0,
-    trainer: str | None = None,
-    polling: bool = False,
-) -> str:
-    """Write the script into the queue, submit it, record the job id; returns it."""
+def submit(queue: Queue, script: str, tasks: int, sbatch_args: list[str]) -> str:
+    """Submit `script`; once SLURM took it, keep it and the job id in the queue."""
     sbatch = shutil.which("sbatch")
     if sbatch is None:
         raise GridError("sbatch not found; run grid-submit on a SLURM login node, or use --print")
     # sbatch keeps its own copy: the queue gets the script only once SLURM has taken it.
-    text = batch_script(queue, tasks, gpus_per_worker, trainer, polling)
     with tempfile.NamedTemporaryFile("w", suffix=".sbatch", encoding="utf-8") as draft:
-        draft.write(text)
+        draft.write(script)
         draft.flush()
         done = subprocess.run(
             [sbatch, "--parsable", *sbatch_args, draft.name], capture_output=True, text=True
@@ -100,11 +92,10 @@ def submit(
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise GridError(f"sbatch refused the job: {reason}")
-    folder = queue.root / "slurm"
-    folder.mkdir(exist_ok=True)
-    write_atomic(folder / "worker.sbatch", text)
+    jobs_file = queue.slurm_file("jobs.json")
+    jobs_file.parent.mkdir(exist_ok=True)
+    write_atomic(queue.slurm_file("worker.sbatch"), script)
     job_id = done.stdout.strip().split(";")[0]
-    jobs_file = folder / "jobs.json"
     try:
         jobs = json.loads(jobs_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):

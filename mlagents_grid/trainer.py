@@ -8,13 +8,8 @@ stop is always SIGINT first, then SIGTERM and SIGKILL to the group and every des
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,63 +18,9 @@ from typing import IO
 
 import psutil
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
+from .launcher import IS_WINDOWS, Launcher
+
 TERM_GRACE = 5.0
-IS_WINDOWS = sys.platform == "win32"
-
-
-def _prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-    prctl: Callable[..., int] = libc.prctl
-    return prctl
-
-
-_PRCTL = _prctl()
-
-
-def become_subreaper() -> None:
-    """Adopt orphaned descendants, so a trainer's leftovers can still be found and ended."""
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def _child_setup(parent: int) -> Callable[[], None]:
-    def setup() -> None:
-        # A worker started with `&` or nohup passes on an ignored SIGINT, which would make
-        # mlagents-learn impossible to stop gracefully.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        if _PRCTL is not None:
-            _PRCTL(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    return setup
-
-
-# setpriv sets the parent-death signal and execs the trainer: half the cost of a Python
-# preexec_fn, which forces a full fork of the worker. Either way the trainer gets SIGINT when
-# its worker dies.
-SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-
-
-def _launch(command: list[str], new_console: bool) -> tuple[list[str], dict[str, object]]:
-    """The command and Popen options that start a trainer in its own session."""
-    if IS_WINDOWS:
-        # As the original did: a console of its own per run, unless its output is echoed here.
-        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-        if new_console:
-            flags |= getattr(subprocess, "CREATE_NEW_CONSOLE", 0)
-        return command, {"creationflags": flags}
-    if SETPRIV is not None and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None):
-        # A handled SIGINT is reset to its default by exec, so the trainer can be interrupted.
-        return [SETPRIV, "--pdeathsig", "INT", "--", *command], {"start_new_session": True}
-    return command, {"start_new_session": True, "preexec_fn": _child_setup(os.getpid())}
 
 
 class Trainer:
@@ -87,6 +28,7 @@ class Trainer:
 
     def __init__(
         self,
+        launcher: Launcher,
         command: list[str],
         cwd: str,
         log: IO[bytes],
@@ -95,35 +37,37 @@ class Trainer:
         echo: Callable[[bytes], None] | None = None,
     ) -> None:
         self.exited = threading.Event()
+        self._returncode: int | None = None
         self._wake = wake
+        self._adopter = launcher.pid
         self.known: dict[int, psutil.Process] = {}
         self._echo_thread: threading.Thread | None = None
-        pass_fds = () if inherit_fd is None else (inherit_fd,)
-        argv, options = _launch(command, new_console=echo is None)
-        self.popen = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if echo else log,
-            stderr=subprocess.STDOUT,
-            pass_fds=pass_fds,
-            **options,  # type: ignore[call-overload]
-        )
-        self.pid = self.popen.pid
+        stdout = log.fileno()
         if echo is not None:
-            self._echo_thread = threading.Thread(target=self._tee, args=(log, echo), daemon=True)
+            # Started before the trainer, so that its exit is heard only after its output.
+            read_end, stdout = os.pipe()
+            self._echo_thread = threading.Thread(
+                target=self._tee, args=(os.fdopen(read_end, "rb"), log, echo), daemon=True
+            )
             self._echo_thread.start()
-        threading.Thread(target=self._wait, daemon=True).start()
+        try:
+            self.pid = launcher.start(
+                command, cwd, stdout, inherit_fd, new_console=echo is None, on_exit=self._on_exit
+            )
+        finally:
+            if echo is not None:
+                os.close(stdout)
 
-    def _tee(self, log: IO[bytes], echo: Callable[[bytes], None]) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            log.write(line)
-            log.flush()
-            echo(line)
+    @staticmethod
+    def _tee(output: IO[bytes], log: IO[bytes], echo: Callable[[bytes], None]) -> None:
+        with output:
+            for line in output:
+                log.write(line)
+                log.flush()
+                echo(line)
 
-    def _wait(self) -> None:
-        self.popen.wait()
+    def _on_exit(self, code: int | None) -> None:
+        self._returncode = code
         if self._echo_thread is not None:
             self._echo_thread.join(timeout=5)
         self.exited.set()
@@ -132,7 +76,7 @@ class Trainer:
 
     @property
     def returncode(self) -> int | None:
-        return self.popen.returncode if self.exited.is_set() else None
+        return self._returncode if self.exited.is_set() else None
 
     def remember_descendants(self) -> None:
         """Note every descendant now, while they can still be found from the trainer."""
@@ -177,13 +121,13 @@ class Trainer:
     def leftovers(self) -> list[psutil.Process]:
         """Processes of the run still alive after the trainer itself has exited.
 
-        Those remembered while the trainer ran, plus this process's own descendants: as a
-        subreaper the worker inherits every orphan the trainer left.
+        Those remembered while the trainer ran, plus what the launcher adopted: as a
+        subreaper it inherits every orphan the trainer left.
         """
         alive: dict[int, psutil.Process] = {}
-        if _has_children(os.getpid()):
+        if _has_children(self._adopter):
             with contextlib.suppress(psutil.Error):
-                for child in psutil.Process().children(recursive=True):
+                for child in psutil.Process(self._adopter).children(recursive=True):
                     self.known.setdefault(child.pid, child)
         for process in self.known.values():
             with contextlib.suppress(psutil.Error):
@@ -203,7 +147,6 @@ class Trainer:
             with contextlib.suppress(psutil.Error):
                 process.kill()
         psutil.wait_procs(alive, timeout=TERM_GRACE)
-        _reap_adopted()
         return len(left)
 
 
@@ -221,19 +164,6 @@ def _has_children(pid: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def _reap_adopted() -> None:
-    """Collect exit statuses of orphans this subreaper adopted, so no zombie remains."""
-    if IS_WINDOWS:
-        return
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def open_log(path: Path, header: str) -> IO[bytes]:

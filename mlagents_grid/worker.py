@@ -20,6 +20,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from .errors import GridError
+from .launcher import Launcher
 from .output import say
 from .queue import (
     DONE,
@@ -34,7 +35,7 @@ from .queue import (
     worker_identity,
 )
 from .slurm import slurm_label
-from .trainer import TERM_GRACE, Trainer, become_subreaper, open_log
+from .trainer import TERM_GRACE, Trainer, open_log
 from .watch import POLL_INTERVAL, FolderWatch
 
 # How ML-Agents says that its port is taken: retried on another slot, not a failure.
@@ -96,9 +97,16 @@ class Worker:
 
     # -- lifecycle --------------------------------------------------------------
     def run(self) -> int:
+        # First, while this process has one thread and no lock (launcher.py says why).
+        self.launcher = Launcher()
+        try:
+            return self._work()
+        finally:
+            self.launcher.close()
+
+    def _work(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
-        become_subreaper()
         self.slot, self.slot_lock = self.queue.take_slot(self.host)
         self.queue.record("worker-started", worker=self.identity, slot=self.slot, slurm=self.slurm)
         where = f", {self.slurm}" if self.slurm else ""
@@ -217,6 +225,7 @@ class Worker:
         inherited = os.dup(claim.lock_fd)
         try:
             trainer = Trainer(
+                self.launcher,
                 command,
                 cwd=self.queue.sweep.cwd,
                 log=log,

@@ -190,6 +190,7 @@ def main() -> int:
         os._exit(code)
 
     def on_sigint(_signum: int, _frame: object) -> None:
+        ledger({"event": "sigint", "run_id": args.run_id})
         print("Learning was interrupted. Please wait while the graph is generated.", flush=True)
         time.sleep(float(options.get("sigint_delay", 0)))
         finish("sigint", 0)

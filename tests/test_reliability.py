@@ -136,16 +136,21 @@ def test_fifty_random_kill_9_of_workers_lose_nothing_and_run_nothing_twice(
     figures["kills_injected"] += kills
     figures["jobs_run"] += 30
     assert_valid_and_complete(sweep, figures)
-    # Interrupted runs resumed from the checkpoint their trainer saved on SIGINT.
+    # A resume starts at exactly the step its predecessor saved on SIGINT (step 0 too, when
+    # the stop came before the first tick); without a recorded exit, never before its start.
+    exits = {e["pid"]: e for e in sweep.exits()}
     resumed = 0
     for run_id in sweep.queue.sweep.run_ids:
-        starts = sweep.starts(run_id)
-        saved = [e["step"] for e in sweep.exits(run_id) if e.get("reason") == "sigint"]
-        for start in starts[1:]:
-            if start["resume"]:
-                resumed += 1
-                assert start["start_step"] > 0
-        assert len(saved) <= len(starts) - 1
+        starts = sorted(sweep.starts(run_id), key=lambda e: e["time"])
+        for before, start in itertools.pairwise(starts):
+            if not start["resume"]:
+                continue
+            resumed += 1
+            saved = exits.get(before["pid"])
+            if saved is not None:
+                assert start["start_step"] == saved["step"], (run_id, before, start)
+            else:
+                assert start["start_step"] >= before["start_step"], (run_id, before, start)
     assert resumed > 0
     figures["resumes_checked"] += resumed
 

@@ -10,6 +10,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -78,6 +79,31 @@ def test_worker_killed_mid_run_its_trainer_saves_and_the_next_worker_resumes(
     assert starts[1]["start_step"] == old_exit["step"] > 0
     assert sweep.statuses() == {"grid-0": "done"}
     assert checkpoint_step(sweep, "grid-0") == 60
+
+
+def test_a_killed_worker_interrupts_its_trainer_exactly_once(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    """A second SIGINT while saving aborts mlagents-learn, which then can hang, lock held.
+
+    Linux repeats the parent-death signal for each thread of the dying parent the orphan is
+    passed through; a worker has several, so trainers are started by its one-threaded launcher.
+    """
+    for attempt in range(5):
+        sweep = new_sweep(
+            tmp_path / str(attempt),
+            runs=1,
+            ticks=1000,
+            options={"default": {"step_delay": 0.01, "sigint_delay": 1.0}},
+        )
+        worker = sweep.start_worker("--wait")  # --wait: watcher threads, as in a real sweep
+        sweep.wait_for_training("grid-0")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        sweep.wait_for(partial(sweep.exits, "grid-0"), timeout=20)
+        time.sleep(0.2)
+        sigints = [e for e in sweep.ledger_entries() if e.get("event") == "sigint"]
+        assert len(sigints) == 1, f"attempt {attempt}: {len(sigints)} SIGINTs"
 
 
 def test_ctrl_c_records_the_run_interrupted_and_a_new_worker_resumes_it(
