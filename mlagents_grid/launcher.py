@@ -1,12 +1,13 @@
-"""Trainers start from a one-threaded child of the worker, so a dying worker interrupts each once.
+"""Trainers start from a one-threaded child of the worker, which interrupts each exactly once.
 
-Linux sends a process its parent-death signal when the *thread* that started it exits, and
-again each time the orphan is handed to another thread of the same process. A trainer started
-by the worker, which has watcher threads, got one SIGINT per thread when the worker was killed,
-and mlagents-learn, interrupted again while saving, can hang with its run's lock held. The
-launcher is forked before the worker starts any thread and is no subreaper's descendant: when
-it dies (with its worker) its trainers go straight to init, with exactly one SIGINT. It also
-adopts what trainers leave behind (Unity players), so the worker can still find and end them.
+When the worker dies (kill -9, OOM), its trainers must get one SIGINT: mlagents-learn saves its
+model on the first, and interrupted again while saving it aborts and can hang with its run's
+lock held. A parent-death signal cannot promise that: Linux repeats it for every thread of the
+dying parent the orphan passes through, and a worker has watcher threads. So the worker forks
+this launcher before it starts any thread; the launcher starts every trainer in a session of
+its own and, when the worker's end of their socket closes (the worker exited or died, by any
+means), sends each trainer's group one SIGINT and exits. As a subreaper it also adopts what
+trainers leave behind (Unity players), so the worker can still find and end them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import json
 import os
 import queue
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +27,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 IS_WINDOWS = sys.platform == "win32"
 MESSAGE_SIZE = 1 << 20
@@ -37,57 +36,34 @@ MESSAGE_SIZE = 1 << 20
 ExitCallback = Callable[[int | None], None]
 
 
-def _prctl() -> Callable[..., int] | None:
+def _become_subreaper() -> None:
     if not sys.platform.startswith("linux"):
-        return None
-    try:
+        return
+    with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-    prctl: Callable[..., int] = libc.prctl
-    return prctl
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-_PRCTL = _prctl()
-
-# setpriv sets the parent-death signal and execs the trainer: cheaper than a Python
-# preexec_fn. Either way the trainer gets SIGINT when its launcher dies.
-SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-
-
-def _child_setup(parent: int) -> Callable[[], None]:
-    def setup() -> None:
-        if _PRCTL is not None:
-            _PRCTL(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    return setup
-
-
-def _popen_options(command: list[str], new_console: bool) -> tuple[list[str], dict[str, Any]]:
-    """The command and Popen options that start a trainer in a session of its own."""
+def _popen_options(new_console: bool) -> dict[str, Any]:
+    """Popen options that start a trainer in a session (and process group) of its own."""
     if IS_WINDOWS:
         # As the original did: a console of its own per run, unless its output is echoed here.
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         if new_console:
             flags |= getattr(subprocess, "CREATE_NEW_CONSOLE", 0)
-        return command, {"creationflags": flags}
-    if SETPRIV is not None:
-        return [SETPRIV, "--pdeathsig", "INT", "--", *command], {"start_new_session": True}
-    return command, {"start_new_session": True, "preexec_fn": _child_setup(os.getpid())}
+        return {"creationflags": flags}
+    return {"start_new_session": True}
 
 
 def _spawn(request: dict[str, Any], stdout: int, inherit: int | None) -> subprocess.Popen[bytes]:
-    argv, options = _popen_options(list(request["argv"]), bool(request["new_console"]))
     return subprocess.Popen(
-        argv,
+        list(request["argv"]),
         cwd=request["cwd"],
         stdin=subprocess.DEVNULL,
         stdout=stdout,
         stderr=subprocess.STDOUT,
         pass_fds=() if inherit is None or IS_WINDOWS else (inherit,),
-        **options,
+        **_popen_options(bool(request["new_console"])),
     )
 
 
@@ -104,14 +80,10 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
         sock.send(json.dumps(message).encode())
 
 
-def _serve(sock: socket.socket, worker: int) -> NoReturn:
+def _serve(sock: socket.socket) -> NoReturn:
     """The launcher process: start trainers on request, report each exit, reap orphans."""
     try:
-        if _PRCTL is not None:
-            _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            _PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        if os.getppid() != worker:
-            os._exit(0)
+        _become_subreaper()
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _ignore)
         wake_read, wake_write = os.pipe()
@@ -124,40 +96,43 @@ def _serve(sock: socket.socket, worker: int) -> NoReturn:
             ready, _, _ = select.select([sock.fileno(), wake_read], [], [])
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_read, 4096)
-            while True:
-                try:
-                    pid, status = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if pid == 0:
-                    break
-                popen = trainers.pop(pid, None)
-                if popen is not None:  # else an orphan a trainer left, adopted and now reaped
-                    popen.returncode = os.waitstatus_to_exitcode(status)
-                    _send(sock, {"exit": pid, "code": popen.returncode})
-            if sock.fileno() in ready:
-                message, fds, _, _ = socket.recv_fds(sock, MESSAGE_SIZE, 2)
-                if not message:
-                    os._exit(0)
-                try:
-                    request = json.loads(message)
-                    inherit = fds[1] if len(fds) > 1 else None
-                    popen = _spawn(request, fds[0], inherit)
-                    trainers[popen.pid] = popen
-                    _send(sock, {"pid": popen.pid})
-                except (
-                    OSError,
-                    ValueError,
-                    KeyError,
-                    IndexError,
-                    subprocess.SubprocessError,
-                ) as exc:
-                    _send(sock, {"error": str(exc)})
-                finally:
-                    for fd in fds:
-                        os.close(fd)
+            _reap(sock, trainers)
+            if sock.fileno() not in ready:
+                continue
+            message, fds, _, _ = socket.recv_fds(sock, MESSAGE_SIZE, 2)
+            if not message:
+                # The worker is gone: each trainer gets its one SIGINT, saves, and exits.
+                for pid in trainers:
+                    with contextlib.suppress(OSError):
+                        os.killpg(pid, signal.SIGINT)
+                os._exit(0)
+            try:
+                request = json.loads(message)
+                popen = _spawn(request, fds[0], fds[1] if len(fds) > 1 else None)
+                trainers[popen.pid] = popen
+                _send(sock, {"pid": popen.pid})
+            except (OSError, ValueError, LookupError, subprocess.SubprocessError) as exc:
+                _send(sock, {"error": str(exc)})
+            finally:
+                for fd in fds:
+                    os.close(fd)
     except BaseException:
         os._exit(1)
+
+
+def _reap(sock: socket.socket, trainers: dict[int, subprocess.Popen[bytes]]) -> None:
+    """Collect every exited child; report the trainers' exit codes to the worker."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        popen = trainers.pop(pid, None)
+        if popen is not None:  # else an orphan a trainer left, adopted and now reaped
+            popen.returncode = os.waitstatus_to_exitcode(status)
+            _send(sock, {"exit": pid, "code": popen.returncode})
 
 
 class Launcher:
@@ -173,11 +148,10 @@ class Launcher:
         if IS_WINDOWS:
             return  # no fork: trainers are started in-process
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        worker = os.getpid()
         pid = os.fork()
         if pid == 0:
             ours.close()
-            _serve(theirs, worker)
+            _serve(theirs)
         theirs.close()
         self.pid = pid
         self._sock = ours
@@ -232,8 +206,10 @@ class Launcher:
             if "pid" in message:
                 self._callbacks[int(message["pid"])] = on_exit
             self._replies.put(message)
-        # The launcher died: exit codes are lost, and no request will be answered.
-        for callback in [*self._callbacks.values()]:
+        # The launcher died: its trainers get their SIGINT from here; exit codes are lost.
+        for pid, callback in [*self._callbacks.items()]:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGINT)
             callback(None)
         self._callbacks.clear()
         while self._next:

@@ -25,7 +25,6 @@ with no lock held means its worker died, and is reported as `interrupted`.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import shutil
@@ -219,6 +218,7 @@ class Queue:
         self.problems: dict[str, str] = {}
         self._awaited: set[str] = set()
         self._index: dict[str, int] | None = None
+        self._cursor = 0  # claim: fresh runs before it were found final or taken
 
     # -- layout -----------------------------------------------------------------
     @property
@@ -425,17 +425,36 @@ class Queue:
     def claim(self, worker: str) -> Claim | None:
         """Lock the next claimable run: interrupted ones first, then pending in run order.
 
-        Only the few started-but-not-final state files are read; pending runs are found by
-        listing final/ and state/, so a claim stays cheap with 10,000 runs queued.
+        Only the few started-but-not-final state files are read. Fresh runs come from a
+        cursor over the run order that passes runs found final or taken, so a claim costs a
+        few file checks however many runs are queued; once the cursor is through, a full
+        pass over final/ and state/ finds any run passed while another worker held it.
         """
-        final = set(self.final_ids())
-        active = [r for r in self.active_ids() if r not in final]
         order = self._order()
-        active.sort(key=lambda r: order.get(r, len(order)))
-        resumable = [r for r in active if self._recorded_status(r) in (RUNNING, INTERRUPTED)]
-        skip = final.union(resumable)
-        pending = (r for r in self.sweep.run_ids if r not in skip)
-        for run_id in itertools.chain(resumable, pending):
+        started = [r for r in self.active_ids() if not self.final_file(r).exists()]
+        started.sort(key=lambda r: order.get(r, len(order)))
+        status = {r: self._recorded_status(r) for r in started}
+        # Interrupted runs, then retries (a started run that is pending again).
+        first = [r for r in started if status[r] in (RUNNING, INTERRUPTED)]
+        first += [r for r in started if status[r] not in (RUNNING, INTERRUPTED)]
+        claim = self._first_claimable(first, worker)
+        if claim is not None:
+            return claim
+        run_ids = self.sweep.run_ids
+        skip = set(started)
+        while self._cursor < len(run_ids):
+            run_id = run_ids[self._cursor]
+            self._cursor += 1
+            if run_id in skip or self.final_file(run_id).exists():
+                continue
+            claim = self._first_claimable([run_id], worker)
+            if claim is not None:
+                return claim
+        final = set(self.final_ids())
+        return self._first_claimable((r for r in run_ids if r not in final), worker)
+
+    def _first_claimable(self, run_ids: Iterable[str], worker: str) -> Claim | None:
+        for run_id in run_ids:
             if run_id in self.problems:
                 continue
             try:
