@@ -324,6 +324,13 @@ HOSTILE_CONFIGS: dict[str, tuple[str, str | None]] = {
         + "".join(f"    k{i}: {{opt_values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}}\n" for i in range(6)),
         "1,000,000 runs",
     ),
+    "alias bomb (billion laughs)": (
+        "behaviors:\n  B:\n    hyperparameters:\n"
+        + "      a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"      a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
+        + "    lr: {opt_values: [1, 2]}\n",
+        "more than 200,000 YAML nodes",
+    ),
     "unicode and spaces in values": (
         "behaviors:\n  Bälle Spiel:\n    note: {opt_values: ['größer als', '日本語']}\n",
         None,
