@@ -37,9 +37,9 @@ def measure(runs: int, shape: tuple[int, ...], folder: Path) -> tuple[float, flo
     command = [
         sys.executable,
         "-c",
-        # The child reports its own peak: RUSAGE_CHILDREN keeps the largest of all children.
-        "import resource, sys; from mlagents_grid.cli import plan; code = plan(sys.argv[1:]); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
+        # The child reports its own peak, VmHWM: ru_maxrss also counts the forked parent.
+        "import sys; from mlagents_grid.cli import plan; code = plan(sys.argv[1:]); "
+        "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr); "
         "sys.exit(code)",
         str(config),
         "--queue",

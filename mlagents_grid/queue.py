@@ -445,7 +445,13 @@ class Queue:
         while self._cursor < len(run_ids):
             run_id = run_ids[self._cursor]
             self._cursor += 1
-            if run_id in skip or self.final_file(run_id).exists():
+            # A lock file on a run without state is another worker's claim in progress (or
+            # a claimer that died at once, which the full pass below picks up).
+            if (
+                run_id in skip
+                or self.final_file(run_id).exists()
+                or self.lock_file(run_id).exists()
+            ):
                 continue
             claim = self._first_claimable([run_id], worker)
             if claim is not None:
