@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from mlagents_envs.base_env import (
     ActionSpec,
     ActionTuple,
@@ -44,9 +45,10 @@ class _Behavior:
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
         self.next_id = 0
-        self.agent_ids = np.zeros(AGENTS, dtype=np.int32)
-        self.signs = np.zeros(AGENTS, dtype=np.float32)
-        self.actions = np.zeros(AGENTS, dtype=np.int32)
+        # Declared loosely: numpy's stubs type shapes differently from one release to the next.
+        self.agent_ids: npt.NDArray[np.int32] = np.zeros(AGENTS, dtype=np.int32)
+        self.signs: npt.NDArray[np.float32] = np.zeros(AGENTS, dtype=np.float32)
+        self.actions: npt.NDArray[np.int32] = np.zeros(AGENTS, dtype=np.int32)
         self.elapsed = 0
         self.decisions: DecisionSteps
         self.terminals: TerminalSteps
