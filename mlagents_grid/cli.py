@@ -37,6 +37,16 @@ def _run(prog: str, body: Callable[[], int]) -> int:
         return 130
 
 
+def _polling_argument(parser: argparse.ArgumentParser, who: str) -> None:
+    # None, not False, when absent: the watcher then chooses by the filesystem it is on.
+    parser.add_argument(
+        "--polling",
+        action="store_true",
+        default=None,
+        help=f"{who} poll folders instead of using inotify (chosen by itself on NFS and the like)",
+    )
+
+
 def _queue_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--queue",
@@ -321,12 +331,7 @@ def worker_command(argv: Sequence[str] | None = None) -> int:
         "--gpus", metavar="LIST", help="GPU indices, e.g. 0,1: each port slot gets one in turn"
     )
     parser.add_argument("--console", action="store_true", help="echo trainer output here too")
-    parser.add_argument(
-        "--polling",
-        action="store_true",
-        default=None,
-        help="poll the queue folder instead of inotify (chosen by itself on NFS and the like)",
-    )
+    _polling_argument(parser, "the worker should")
     args = parser.parse_args(argv)
     if args.max_attempts < 1:
         raise GridError(f"--max-attempts: must be at least 1, got {args.max_attempts}")
@@ -384,12 +389,7 @@ def monitor_command(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--forever", action="store_true", help="keep running after every run is final"
     )
-    parser.add_argument(
-        "--polling",
-        action="store_true",
-        default=None,
-        help="poll folders instead of inotify (chosen by itself on NFS and the like)",
-    )
+    _polling_argument(parser, "the monitor should")
     args = parser.parse_args(argv)
     if not args.interval > 0:
         raise GridError(f"--interval: must be more than 0 seconds, got {args.interval:g}")
@@ -477,11 +477,7 @@ def submit_command(argv: Sequence[str] | None = None) -> int:
         "--gpus-per-worker", type=int, default=0, metavar="G", help="GPUs for each task"
     )
     parser.add_argument("--trainer", metavar="CMD", help="passed to each grid-worker")
-    parser.add_argument(
-        "--polling",
-        action="store_true",
-        help="workers poll the queue (automatic on shared filesystems)",
-    )
+    _polling_argument(parser, "every worker should")
     args = parser.parse_args(own)
     if args.slurm < 1:
         raise GridError(f"--slurm: give the number of workers, at least 1 (got {args.slurm})")
