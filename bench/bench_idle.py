@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
-from common import BIN, FAKE_TRAINER, Row, behavior, plan, start, trainer_env
+from common import BIN, FAKE_TRAINER, Row, behavior, plan, start, trainer_env, write_curve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mlagents_grid.monitor import Monitor
@@ -54,21 +54,13 @@ def idle_cost(root: Path) -> tuple[float, float, float, float]:
 
 def hundred_run_poll(root: Path) -> tuple[float, int, float]:
     """One monitor pass over 100 running runs: TensorBoard (time, requests) and --logdir."""
-    from tensorboard.compat.proto import event_pb2, summary_pb2
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
     stop = '{tag: "Environment/Cumulative Reward", step: 1000000, min: 1}'
     queue = Queue(plan(root, behavior(10, stop), POLL_RUNS))
     claims = [queue.claim("bench") for _ in range(POLL_RUNS)]
     for claim in claims:
         assert claim is not None
         queue.save(claim, status="running")
-        writer = EventFileWriter(str(root / "results" / claim.job.run_id / "3DBall"))
-        for step in range(1, 11):
-            value = summary_pb2.Summary.Value(tag="Environment/Cumulative Reward", simple_value=5)
-            event = event_pb2.Event(step=step, summary=summary_pb2.Summary(value=[value]))
-            writer.add_event(event)
-        writer.close()
+        write_curve(root / "results" / claim.job.run_id / "3DBall", [5.0] * 10)
     board = Board(root / "results")
     board.start()
     try:

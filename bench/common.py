@@ -14,6 +14,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 FAKE_TRAINER = f"{sys.executable} {ROOT / 'tests' / 'fake_trainer.py'}"
+REWARD = "Environment/Cumulative Reward"
 
 
 @dataclass
@@ -60,6 +61,18 @@ def plan(root: Path, behaviors: str, runs: int, extra_args: tuple[str, ...] = ()
 def behavior(ticks: int, stop: str = "") -> str:
     text = f"  3DBall:\n    trainer_type: ppo\n    max_steps: {ticks}\n    summary_freq: 1\n"
     return text + (f"    opt_stop: {stop}\n" if stop else "")
+
+
+def write_curve(folder: Path, values: list[float], tag: str = REWARD) -> None:
+    """An event file as ML-Agents writes one: `values[i]` at step i + 1."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    writer = EventFileWriter(str(folder))
+    for step, number in enumerate(values, start=1):
+        value = summary_pb2.Summary.Value(tag=tag, simple_value=number)
+        writer.add_event(event_pb2.Event(step=step, summary=summary_pb2.Summary(value=[value])))
+    writer.close()
 
 
 def start(

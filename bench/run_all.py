@@ -10,6 +10,7 @@ import time
 import bench_dispatch
 import bench_idle
 import bench_plan
+import bench_status
 import bench_stop
 from common import ROOT, Row
 
@@ -18,6 +19,7 @@ SUITES = {
     "Dispatch and claiming (trainer `true`, queue on tmpfs)": bench_dispatch.main,
     "Stopping (fake trainer, real TensorBoard)": bench_stop.main,
     "Idle cost, memory and monitor polls": bench_idle.main,
+    "Seeing the sweep (grid-status, grid-report)": bench_status.main,
 }
 
 
