@@ -29,7 +29,8 @@ from typing import Any, NoReturn
 
 PR_SET_CHILD_SUBREAPER = 36
 IS_WINDOWS = sys.platform == "win32"
-MESSAGE_SIZE = 1 << 20
+REQUEST_SIZE = 1 << 20  # a trainer's command line and folder
+REPLY_SIZE = 1 << 12  # a pid, an exit code or an error line
 
 # Called with the trainer's exit code (negative: killed by that signal), or None when the
 # launcher itself died and the code is lost.
@@ -99,7 +100,7 @@ def _serve(sock: socket.socket) -> NoReturn:
             _reap(sock, trainers)
             if sock.fileno() not in ready:
                 continue
-            message, fds, _, _ = socket.recv_fds(sock, MESSAGE_SIZE, 2)
+            message, fds, _, _ = socket.recv_fds(sock, REQUEST_SIZE, 2)
             if not message:
                 # The worker is gone: each trainer gets its one SIGINT, saves, and exits.
                 for pid in trainers:
@@ -112,7 +113,7 @@ def _serve(sock: socket.socket) -> NoReturn:
                 trainers[popen.pid] = popen
                 _send(sock, {"pid": popen.pid})
             except (OSError, ValueError, LookupError, subprocess.SubprocessError) as exc:
-                _send(sock, {"error": str(exc)})
+                _send(sock, {"error": str(exc)[:1000]})  # fits REPLY_SIZE
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -191,7 +192,7 @@ class Launcher:
         assert self._sock is not None
         while True:
             try:
-                data = self._sock.recv(MESSAGE_SIZE)
+                data = self._sock.recv(REPLY_SIZE)
             except OSError:
                 data = b""
             if not data:

@@ -66,7 +66,7 @@ def submit(sweep: Sweep, env: dict[str, str], tasks: int) -> str:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    found = re.search(r"Submitted SLURM job (\d+): 3 workers", done.stdout)
+    found = re.search(rf"Submitted SLURM job (\d+): {tasks} workers", done.stdout)
     assert found, done.stdout
     return found.group(1)
 
