@@ -7,23 +7,23 @@ import json
 import os
 import shlex
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .claims import Claimer
 from .errors import GridError
 from .planner import (
     DEFAULT_MAX_RUNS,
     Plan,
+    SweepRequest,
+    check_results_clash,
     config_info_line,
     load_document,
     plan_document,
-    validate_with_mlagents,
+    settle_sweep,
 )
-from .queue import DEFAULT_QUEUE_ROOT, Queue, Sweep, resolve_queue, worker_identity
-from .worker import Worker, WorkerOptions, trainer_command
-
-REFUSED_TRAINER_ARGS = ("--resume", "--force")
+from .queue import DEFAULT_QUEUE_ROOT, Queue, resolve_queue, worker_identity
+from .worker import DEFAULT_MAX_ATTEMPTS, Worker, WorkerOptions, trainer_command
 
 
 def _run(prog: str, body: Callable[[], int]) -> int:
@@ -91,102 +91,30 @@ def _plan_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _option_value(args: list[str], flag: str) -> str | None:
-    for i, arg in enumerate(args):
-        if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def _section_value(document: object, section: str, key: str) -> object:
-    body = document.get(section) if isinstance(document, dict) else None
-    return body.get(key) if isinstance(body, dict) else None
-
-
-def _positive_int(value: object, where: str) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise GridError(f"{where}: expected a whole number, got {value!r}") from None
-    if number < 1:
-        raise GridError(f"{where}: must be at least 1, got {number}")
-    return number
-
-
 def plan(argv: Sequence[str] | None = None) -> int:
     args, trainer_args = _plan_parser().parse_known_args(argv)
-    for arg in trainer_args:
-        name = arg.split("=", 1)[0]
-        if name in REFUSED_TRAINER_ARGS:
-            raise GridError(
-                f"{name}: grid-worker decides --resume/--force for each run; drop it "
-                "(use grid-plan --force to overwrite existing results)"
-            )
     config_path = Path(args.config)
     document = load_document(config_path)
     prefix = args.run_id if args.run_id is not None else config_path.stem
     the_plan = plan_document(document, str(config_path), prefix)
-    if the_plan.count > args.max_runs:
-        raise GridError(
-            f"{config_path}: {the_plan.count:,} runs ({the_plan.describe_dimensions()}) exceed "
-            f"the limit of {args.max_runs:,}; pass --max-runs {the_plan.count} to allow them"
-        )
-    for warning in the_plan.warnings:
-        print(f"grid-plan: warning: {warning}", file=sys.stderr)
-    if not validate_with_mlagents(the_plan):
-        print(
-            "grid-plan: note: mlagents is not importable here, so only the top-level sections "
-            "were checked; install mlagents beside grid-plan for full validation",
-            file=sys.stderr,
-        )
-
-    num_envs_arg = _option_value(trainer_args, "--num-envs")
-    num_envs = _positive_int(
-        num_envs_arg or _section_value(document, "env_settings", "num_envs") or 1,
-        "--num-envs" if num_envs_arg else f"{config_path}: env_settings.num_envs",
+    request = SweepRequest(
+        config=config_path,
+        trainer_args=trainer_args,
+        results_dir=args.results_dir,
+        base_port=args.base_port,
+        force=args.force,
+        max_runs=args.max_runs,
     )
-    results = Path(
-        args.results_dir
-        or str(_section_value(document, "checkpoint_settings", "results_dir") or "results")
-    ).absolute()
-    base_port = args.base_port or _section_value(document, "env_settings", "base_port") or 5005
-    base_port = _positive_int(base_port, "--base-port")
-    queue_dir = Path(args.queue) if args.queue else DEFAULT_QUEUE_ROOT / prefix
-
+    sweep, notes = settle_sweep(document, the_plan, request, os.getcwd())
+    for note in notes:
+        print(f"grid-plan: {note}", file=sys.stderr)
     if args.dry_run:
         for run in the_plan.runs():
             print(config_info_line(run))
         print(f"{the_plan.count} runs ({the_plan.describe_dimensions()}); dry run: nothing written")
         return 0
-
-    run_ids = [f"{prefix}-{i}" for i in range(the_plan.count)]
-    existing = sorted(set(run_ids).intersection(_listdir(results)), key=run_ids.index)
-    if existing and not args.force:
-        shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
-        raise GridError(
-            f"{results}: results already exist for {len(existing)} run id(s) ({shown}); "
-            "pass --force to overwrite them, or --run-id with a new prefix"
-        )
-    sweep = Sweep(
-        prefix=prefix,
-        source=str(config_path.absolute()),
-        results_dir=str(results),
-        base_port=base_port,
-        num_envs=num_envs,
-        trainer_args=trainer_args,
-        force=args.force,
-        cwd=os.getcwd(),
-        created=time.time(),
-        behaviors=list(the_plan.behaviors),
-        dimensions=[
-            {"owner": d.owner, "name": d.name, "values": list(d.values)}
-            for d in the_plan.dimensions
-        ],
-        run_ids=run_ids,
-    )
-    queue = Queue(queue_dir)
+    check_results_clash(sweep, _listdir(Path(sweep.results_dir)))
+    queue = Queue(Path(args.queue) if args.queue else DEFAULT_QUEUE_ROOT / prefix)
     queue.create(the_plan, sweep)
     queue.record("planned", runs=the_plan.count, source=sweep.source)
     _print_plan_summary(queue, the_plan)
@@ -210,7 +138,7 @@ def _print_plan_summary(queue: Queue, the_plan: Plan) -> None:
     for condition in conditions:
         print(f"  opt_stop: {condition.describe()}")
     print(f"  results:  {sweep.results_dir}  (ports from {sweep.base_port})")
-    print(f"  runs:     {queue.config_info}")
+    print(f"  runs:     {queue.paths.config_info}")
     print("Next:")
     print(f"  grid-worker --queue {q}    # start one per run to train at once")
     if conditions:
@@ -285,11 +213,11 @@ def stop_command(argv: Sequence[str] | None = None) -> int:
             )
         targets = args.run_ids
     by = f"grid-stop {worker_identity()}"
+    claimer = Claimer(queue, by, max_attempts=DEFAULT_MAX_ATTEMPTS)
     for run_id in targets:
         if queue.request_stop(run_id, args.reason, by):
-            queue.record("stop-requested", run_id, reason=args.reason, by=by)
             print(f"{run_id}: stop requested ({args.reason})")
-            queue.settle_stopped(run_id, by)
+            claimer.settle(run_id)
         else:
             print(f"{run_id}: a stop was already requested")
     return 0
@@ -318,7 +246,11 @@ def worker_command(argv: Sequence[str] | None = None) -> int:
         help="stay until every run is final, taking over runs that dead workers leave behind",
     )
     parser.add_argument(
-        "--max-attempts", type=int, default=3, metavar="N", help="failures before a run is failed"
+        "--max-attempts",
+        type=int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        metavar="N",
+        help="failures before a run is failed",
     )
     parser.add_argument(
         "--grace",
@@ -493,7 +425,7 @@ def submit_command(argv: Sequence[str] | None = None) -> int:
     print(f"Submitted SLURM job {job_id}: {args.slurm} workers on {q}")
     print(f"  squeue -j {job_id}              # the tasks")
     print(f"  grid-status --queue {q} --watch  # the runs")
-    output = str(queue.slurm_output()).replace("%A_%a", f"{job_id}_<task>")
+    output = str(queue.paths.slurm_output()).replace("%A_%a", f"{job_id}_<task>")
     print(f"  {output}  # each worker's log")
     return 0
 

@@ -1,13 +1,17 @@
-"""Trainers start from a one-threaded child of the worker, which interrupts each exactly once.
+"""Trainers start from a one-threaded child of the worker, which outlives it if it must.
 
-When the worker dies (kill -9, OOM), its trainers must get one SIGINT: mlagents-learn saves its
-model on the first, and interrupted again while saving it aborts and can hang with its run's
-lock held. A parent-death signal cannot promise that: Linux repeats it for every thread of the
-dying parent the orphan passes through, and a worker has watcher threads. So the worker forks
-this launcher before it starts any thread; the launcher starts every trainer in a session of
-its own and, when the worker's end of their socket closes (the worker exited or died, by any
-means), sends each trainer's group one SIGINT and exits. As a subreaper it also adopts what
-trainers leave behind (Unity players), so the worker can still find and end them.
+When the worker dies (kill -9, OOM), its trainer must get exactly one SIGINT: mlagents-learn
+saves its model on the first, and interrupted again while saving it aborts and can hang with
+its run's lock held. A parent-death signal cannot promise that: Linux repeats it for every
+thread of the dying parent the orphan passes through, and a worker has watcher threads. So
+the worker forks this launcher before it starts any thread. The launcher starts every
+trainer in a session of its own, reaps it, writes its exit record into the queue before
+anyone may take the run over, and carries out every stop (`Trainer`'s one sequence). When
+the worker's end of their socket closes (the worker exited or died, by any means), the
+launcher stops each trainer itself and lives on until they are gone. As a subreaper it also
+adopts what trainers leave behind (Unity players), and ends them.
+
+On Windows there is no fork: the same supervisor runs in a thread of the worker.
 """
 
 from __future__ import annotations
@@ -17,24 +21,43 @@ import ctypes
 import ctypes.util
 import json
 import os
-import queue
 import select
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from .outcome import ORPHANED
+from .output import say
+from .trainer import IS_WINDOWS, KILL, TERMINATE, RunInfo, Trainer
+
 PR_SET_CHILD_SUBREAPER = 36
-IS_WINDOWS = sys.platform == "win32"
 REQUEST_SIZE = 1 << 20  # a trainer's command line and folder
 REPLY_SIZE = 1 << 12  # a pid, an exit code or an error line
+# How often the launcher notes a running trainer's descendants (found later as orphans).
+REMEMBER_EVERY = 5.0
 
-# Called with the trainer's exit code (negative: killed by that signal), or None when the
-# launcher itself died and the code is lost.
-ExitCallback = Callable[[int | None], None]
+
+@dataclass
+class TrainerHandle:
+    """The worker's view of a trainer it asked the launcher for."""
+
+    pid: int
+    on_end: Callable[[], None]
+    returncode: int | None = None
+    ended: bool = False
+    lost: bool = False  # the launcher died: the exit code is unknown
+    leftovers: int = 0
+
+    def end(self, code: int | None, leftovers: int = 0, lost: bool = False) -> None:
+        self.returncode, self.leftovers, self.lost = code, leftovers, lost
+        self.ended = True
+        self.on_end()
 
 
 def _become_subreaper() -> None:
@@ -56,16 +79,69 @@ def _popen_options(new_console: bool) -> dict[str, Any]:
     return {"start_new_session": True}
 
 
-def _spawn(request: dict[str, Any], stdout: int, inherit: int | None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        list(request["argv"]),
-        cwd=request["cwd"],
-        stdin=subprocess.DEVNULL,
-        stdout=stdout,
-        stderr=subprocess.STDOUT,
-        pass_fds=() if inherit is None or IS_WINDOWS else (inherit,),
-        **_popen_options(bool(request["new_console"])),
-    )
+class Supervisor:
+    """The trainers one worker started: start, stop, escalate, reap and record each."""
+
+    def __init__(self) -> None:
+        self.trainers: dict[int, Trainer] = {}
+
+    def start(self, request: dict[str, Any], stdout: int, lock_fd: int | None) -> Trainer:
+        popen = subprocess.Popen(
+            list(request["argv"]),
+            cwd=request["cwd"],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            pass_fds=() if lock_fd is None or IS_WINDOWS else (lock_fd,),
+            **_popen_options(bool(request["new_console"])),
+        )
+        run = RunInfo(str(request["run_id"]), int(request["attempt"]), request.get("exit_file"))
+        trainer = Trainer(popen.pid, run, float(request["grace"]), lock_fd, popen)
+        self.trainers[popen.pid] = trainer
+        return trainer
+
+    def stop(self, pid: int, why: str) -> None:
+        trainer = self.trainers.get(pid)
+        if trainer is not None:
+            trainer.stop(why, time.monotonic())
+
+    def kill(self, pid: int, why: str) -> None:
+        trainer = self.trainers.get(pid)
+        if trainer is not None:
+            trainer.kill(why, time.monotonic())
+
+    def stop_all(self, why: str) -> None:
+        for pid in list(self.trainers):
+            self.stop(pid, why)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        for trainer in self.trainers.values():
+            action = trainer.tick(now)
+            if action == TERMINATE:
+                say(
+                    f"{trainer.run.run_id}: still running {trainer.sequence.grace:g}s after "
+                    "SIGINT, SIGTERM sent"
+                )
+            elif action == KILL and trainer.sequence.terminated_at is not None:
+                say(f"{trainer.run.run_id}: still running after SIGTERM, SIGKILL sent")
+
+    def timeout(self) -> float:
+        """Seconds until the next escalation or descendant check."""
+        now = time.monotonic()
+        deadlines = [d for t in self.trainers.values() if (d := t.deadline()) is not None]
+        return max(0.0, min([now + REMEMBER_EVERY, *deadlines]) - now)
+
+    def ended(self, pid: int, code: int | None, adopter: int) -> tuple[Trainer, int] | None:
+        """Record a trainer's end (before anyone may take its run over) and end its leftovers."""
+        trainer = self.trainers.pop(pid, None)
+        if trainer is None:
+            return None  # an orphan a trainer left, adopted and now reaped
+        trainer.record_exit(code)
+        left = trainer.clean_up(adopter)
+        if left:
+            say(f"{trainer.run.run_id}: ended {left} leftover process(es) of the trainer")
+        return trainer, left
 
 
 def _ignore(_signum: int, _frame: object) -> None:
@@ -82,7 +158,7 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 
 def _serve(sock: socket.socket) -> NoReturn:
-    """The launcher process: start trainers on request, report each exit, reap orphans."""
+    """The launcher process: serve the worker, and outlive it until its trainers are gone."""
     try:
         _become_subreaper()
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -92,37 +168,54 @@ def _serve(sock: socket.socket) -> NoReturn:
         os.set_blocking(wake_write, False)
         signal.set_wakeup_fd(wake_write)
         signal.signal(signal.SIGCHLD, _ignore)
-        trainers: dict[int, subprocess.Popen[bytes]] = {}
-        while True:
-            ready, _, _ = select.select([sock.fileno(), wake_read], [], [])
+        supervisor = Supervisor()
+        connected = True
+        while connected or supervisor.trainers:
+            watched = [sock.fileno(), wake_read] if connected else [wake_read]
+            ready, _, _ = select.select(watched, [], [], supervisor.timeout())
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_read, 4096)
-            _reap(sock, trainers)
-            if sock.fileno() not in ready:
-                continue
-            message, fds, _, _ = socket.recv_fds(sock, REQUEST_SIZE, 2)
-            if not message:
-                # The worker is gone: each trainer gets its one SIGINT, saves, and exits.
-                for pid in trainers:
-                    with contextlib.suppress(OSError):
-                        os.killpg(pid, signal.SIGINT)
-                os._exit(0)
-            try:
-                request = json.loads(message)
-                popen = _spawn(request, fds[0], fds[1] if len(fds) > 1 else None)
-                trainers[popen.pid] = popen
-                _send(sock, {"pid": popen.pid})
-            except (OSError, ValueError, LookupError, subprocess.SubprocessError) as exc:
-                _send(sock, {"error": str(exc)[:1000]})  # fits REPLY_SIZE
-            finally:
-                for fd in fds:
-                    os.close(fd)
+            _reap(sock, supervisor)
+            supervisor.tick()
+            if connected and sock.fileno() in ready:
+                connected = _handle(sock, supervisor)
+        os._exit(0)
     except BaseException:
         os._exit(1)
 
 
-def _reap(sock: socket.socket, trainers: dict[int, subprocess.Popen[bytes]]) -> None:
-    """Collect every exited child; report the trainers' exit codes to the worker."""
+def _handle(sock: socket.socket, supervisor: Supervisor) -> bool:
+    """One message from the worker; False when the worker is gone."""
+    message, fds, _, _ = socket.recv_fds(sock, REQUEST_SIZE, 2)
+    if not message:
+        # The worker is gone: each trainer gets its one SIGINT and the usual escalation.
+        supervisor.stop_all(ORPHANED)
+        return False
+    try:
+        request = json.loads(message)
+        if "stop" in request:
+            supervisor.stop(int(request["stop"]), str(request["why"]))
+        elif "kill" in request:
+            supervisor.kill(int(request["kill"]), str(request["why"]))
+        else:
+            lock_fd = fds.pop() if len(fds) > 1 else None
+            try:
+                trainer = supervisor.start(request, fds[0], lock_fd)
+            except BaseException:
+                if lock_fd is not None:
+                    os.close(lock_fd)
+                raise
+            _send(sock, {"pid": trainer.pid})
+    except (OSError, ValueError, LookupError, subprocess.SubprocessError) as exc:
+        _send(sock, {"error": str(exc)[:1000]})  # fits REPLY_SIZE
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return True
+
+
+def _reap(sock: socket.socket, supervisor: Supervisor) -> None:
+    """Collect every exited child; record and report the trainers among them."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -130,24 +223,27 @@ def _reap(sock: socket.socket, trainers: dict[int, subprocess.Popen[bytes]]) -> 
             return
         if pid == 0:
             return
-        popen = trainers.pop(pid, None)
-        if popen is not None:  # else an orphan a trainer left, adopted and now reaped
-            popen.returncode = os.waitstatus_to_exitcode(status)
-            _send(sock, {"exit": pid, "code": popen.returncode})
+        code = os.waitstatus_to_exitcode(status)
+        ended = supervisor.ended(pid, code, os.getpid())
+        if ended is not None:
+            _send(sock, {"exit": pid, "code": code, "left": ended[1]})
 
 
 class Launcher:
-    """The worker's side: `start` a trainer, hear of its exit through a callback."""
+    """The worker's side: `start` a trainer, `stop` or `kill` it, hear of its end."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._callbacks: dict[int, ExitCallback] = {}
-        self._next: list[ExitCallback] = []
-        self._replies: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._handles: dict[int, TrainerHandle] = {}
+        self._replies: list[dict[str, Any]] = []
+        self._reply = threading.Condition(self._lock)
         self._sock: socket.socket | None = None
         self.pid = os.getpid()
+        self.alive = True
+        self._local: Supervisor | None = None
         if IS_WINDOWS:
-            return  # no fork: trainers are started in-process
+            self._local = Supervisor()  # no fork: supervised from a thread of the worker
+            return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
@@ -160,32 +256,50 @@ class Launcher:
 
     def start(
         self,
-        command: list[str],
-        cwd: str,
+        request: dict[str, Any],
         stdout: int,
-        inherit_fd: int | None,
-        new_console: bool,
-        on_exit: ExitCallback,
-    ) -> int:
-        """Start `command` with `stdout` and `inherit_fd` open in it; returns its pid."""
-        request = {"argv": command, "cwd": cwd, "new_console": new_console}
-        if self._sock is None:
-            popen = _spawn(request, stdout, inherit_fd)
-            threading.Thread(target=lambda: on_exit(popen.wait()), daemon=True).start()
-            return popen.pid
-        fds = [stdout] if inherit_fd is None else [stdout, inherit_fd]
-        with self._lock:
-            self._next.append(on_exit)
+        lock_fd: int | None,
+        on_end: Callable[[], None],
+    ) -> TrainerHandle:
+        """Start a trainer (`request`: argv, cwd, new_console, grace, run_id, attempt,
+        exit_file) with `stdout` and the run's lock open in it; OSError when it cannot start.
+        """
+        if self._local is not None:
+            return self._start_local(request, stdout, lock_fd, on_end)
+        assert self._sock is not None
+        fds = [stdout] if lock_fd is None else [stdout, lock_fd]
+        with self._reply:
+            if not self.alive:
+                raise OSError("the trainer launcher is gone")
             try:
                 socket.send_fds(self._sock, [json.dumps(request).encode()], fds)
             except OSError as exc:
-                with contextlib.suppress(ValueError):
-                    self._next.remove(on_exit)
                 raise OSError(f"the trainer launcher is gone ({exc})") from None
-            reply = self._replies.get()
-        if "error" in reply:
-            raise OSError(reply["error"])
-        return int(reply["pid"])
+            while not self._replies and self.alive:
+                self._reply.wait()
+            if not self._replies:
+                raise OSError("the trainer launcher exited")
+            reply = self._replies.pop(0)
+            if "error" in reply:
+                raise OSError(reply["error"])
+            handle = TrainerHandle(int(reply["pid"]), on_end)
+            self._handles[handle.pid] = handle
+        return handle
+
+    def stop(self, pid: int, why: str) -> None:
+        self._ask({"stop": pid, "why": why})
+
+    def kill(self, pid: int, why: str) -> None:
+        self._ask({"kill": pid, "why": why})
+
+    def _ask(self, message: dict[str, Any]) -> None:
+        if self._local is not None:
+            action = self._local.kill if "kill" in message else self._local.stop
+            action(int(message.get("kill", message.get("stop", 0))), str(message["why"]))
+            return
+        assert self._sock is not None
+        with contextlib.suppress(OSError):
+            self._sock.send(json.dumps(message).encode())
 
     def _read(self) -> None:
         """Replies in request order; exit reports whenever a trainer ends."""
@@ -198,24 +312,51 @@ class Launcher:
             if not data:
                 break
             message = json.loads(data)
-            if "exit" in message:
-                callback = self._callbacks.pop(int(message["exit"]), None)
-                if callback is not None:
-                    callback(int(message["code"]))
-                continue
-            on_exit = self._next.pop(0)
-            if "pid" in message:
-                self._callbacks[int(message["pid"])] = on_exit
-            self._replies.put(message)
-        # The launcher died: its trainers get their SIGINT from here; exit codes are lost.
-        for pid, callback in [*self._callbacks.items()]:
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGINT)
-            callback(None)
-        self._callbacks.clear()
-        while self._next:
-            self._next.pop(0)
-            self._replies.put({"error": "the trainer launcher exited"})
+            with self._reply:
+                if "exit" in message:
+                    handle = self._handles.pop(int(message["exit"]), None)
+                else:
+                    self._replies.append(message)
+                    self._reply.notify_all()
+                    continue
+            if handle is not None:
+                handle.end(int(message["code"]), int(message.get("left", 0)))
+        # The launcher died (killed from outside): its trainers' ends are the worker's to see.
+        with self._reply:
+            self.alive = False
+            lost = list(self._handles.values())
+            self._handles.clear()
+            self._reply.notify_all()
+        for handle in lost:
+            handle.end(None, lost=True)
+
+    # -- Windows: the supervisor in a thread -------------------------------------
+    def _start_local(
+        self,
+        request: dict[str, Any],
+        stdout: int,
+        lock_fd: int | None,
+        on_end: Callable[[], None],
+    ) -> TrainerHandle:
+        assert self._local is not None
+        trainer = self._local.start(request, stdout, lock_fd)
+        handle = TrainerHandle(trainer.pid, on_end)
+
+        def wait() -> None:
+            assert trainer.popen is not None
+            code = trainer.popen.wait()
+            ended = self._local.ended(trainer.pid, code, os.getpid()) if self._local else None
+            handle.end(code, ended[1] if ended else 0)
+
+        def escalate() -> None:
+            while not handle.ended:
+                time.sleep(min(1.0, self._local.timeout() if self._local else 1.0))
+                if self._local is not None:
+                    self._local.tick()
+
+        threading.Thread(target=wait, daemon=True).start()
+        threading.Thread(target=escalate, daemon=True).start()
+        return handle
 
     def close(self) -> None:
         """Let the launcher exit (it does anyway when the worker dies)."""

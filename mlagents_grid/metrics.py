@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from .queue import write_atomic
+from .files import write_atomic
 
 EVENT_FILE_MARK = "tfevents"
 DEFAULT_METRIC = "Environment/Cumulative Reward"
@@ -258,5 +258,5 @@ def cached_latest(logdir: Path, runs: list[str], tag: str, cache: Path) -> dict[
     if stale:
         with contextlib.suppress(OSError):
             cache.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(cache, json.dumps({"tag": tag, "runs": entries}))
+            write_atomic(cache, json.dumps({"tag": tag, "runs": entries}), durable=False)
     return found

@@ -127,9 +127,6 @@ class Monitor:
         verdicts = judge(jobs, latest, len(self.queue.sweep.behaviors) > 1)
         for verdict in verdicts:
             if self.queue.request_stop(verdict.run_id, verdict.reason, self.identity):
-                self.queue.record(
-                    "stop-requested", verdict.run_id, reason=verdict.reason, by=self.identity
-                )
                 say(f"{verdict.run_id}: {verdict.reason}, stop requested")
         return verdicts
 
@@ -141,7 +138,7 @@ class Monitor:
         if self.logdir is None:
             return self._loop()
         # Event files: react to each write; the queue: pick up runs as they start.
-        queue_folders = [self.queue.root / "state", self.queue.root / "final"]
+        queue_folders = [self.queue.paths.state_dir, self.queue.paths.final_dir]
         with (
             FolderWatch(queue_folders, self._wake, self.polling),
             FolderWatch([self.logdir], self._wake, self.polling, recursive=True),

@@ -6,14 +6,16 @@ and a `Plan` yields its runs lazily so that a 100,000-run grid never sits in mem
 
 from __future__ import annotations
 
+import argparse
 import copy
 import itertools
 import math
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -34,6 +36,10 @@ KNOWN_SECTIONS = (
 )
 WORKER_OWNED_CHECKPOINT_KEYS = ("resume", "force", "run_id")
 DEFAULT_MAX_RUNS = 10_000
+DEFAULT_BASE_PORT = 5005
+SWEEP_FORMAT = 1
+# Trainer arguments the worker decides for each run.
+REFUSED_TRAINER_ARGS = ("--resume", "--force")
 # A real trainer config has a few hundred nodes; YAML aliases can make millions.
 MAX_NODES = 200_000
 RUN_ID_RE = re.compile(r"^[^/\\\x00-\x1f.][^/\\\x00-\x1f]{0,199}$")
@@ -483,3 +489,170 @@ def validate_with_mlagents(plan: Plan) -> bool:
         finally:
             TrainerSettings.default_override = None
     return True
+
+
+@dataclass
+class Sweep:
+    """What `grid-plan` decided once for every run of the sweep (the queue's sweep.json)."""
+
+    prefix: str
+    source: str
+    results_dir: str
+    base_port: int
+    num_envs: int
+    trainer_args: list[str]
+    force: bool
+    cwd: str
+    created: float
+    behaviors: list[str]
+    dimensions: list[dict[str, Any]]
+    run_ids: list[str]
+    format: int = SWEEP_FORMAT
+
+    @property
+    def behavior_folders(self) -> list[str]:
+        """ML-Agents writes `Soccer?team=0` under `Soccer`."""
+        return list(dict.fromkeys(name.split("?")[0] for name in self.behaviors))
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """grid-plan's own options, as given (None: not given)."""
+
+    config: Path
+    trainer_args: list[str]
+    results_dir: str | None = None
+    base_port: int | None = None
+    force: bool = False
+    max_runs: int = DEFAULT_MAX_RUNS
+
+
+def settle_sweep(
+    document: Any, plan: Plan, request: SweepRequest, cwd: str
+) -> tuple[Sweep, list[str]]:
+    """Check a plan against its flags and decide ports and folders; returns notes to print.
+
+    Refused here, before anything is written: too many runs, trainer arguments that
+    mlagents-learn would refuse in every run, and values ML-Agents rejects.
+    """
+    source = request.config
+    for arg in request.trainer_args:
+        name = arg.split("=", 1)[0]
+        if name in REFUSED_TRAINER_ARGS:
+            raise GridError(
+                f"{name}: grid-worker decides --resume/--force for each run; drop it "
+                "(use grid-plan --force to overwrite existing results)"
+            )
+    if plan.count > request.max_runs:
+        raise GridError(
+            f"{source}: {plan.count:,} runs ({plan.describe_dimensions()}) exceed "
+            f"the limit of {request.max_runs:,}; pass --max-runs {plan.count} to allow them"
+        )
+    notes = [f"warning: {warning}" for warning in plan.warnings]
+    parsed = check_trainer_args(str(source), request.trainer_args)
+    if parsed is None and request.trainer_args:
+        notes.append(
+            "warning: mlagents is not importable here, so the trainer arguments "
+            f"({' '.join(request.trainer_args)}) were not checked; a mistyped one fails every run"
+        )
+    if not validate_with_mlagents(plan):
+        notes.append(
+            "note: mlagents is not importable here, so only the top-level sections were "
+            "checked; install mlagents beside grid-plan for full validation"
+        )
+    num_envs_arg = _option_value(request.trainer_args, "--num-envs")
+    if parsed is not None and "num_envs" in parsed:
+        num_envs_arg = str(parsed["num_envs"]) if num_envs_arg or parsed["num_envs"] != 1 else None
+    num_envs = _positive_int(
+        num_envs_arg or _section_value(document, "env_settings", "num_envs") or 1,
+        "--num-envs" if num_envs_arg else f"{source}: env_settings.num_envs",
+    )
+    results = Path(
+        request.results_dir
+        or str(_section_value(document, "checkpoint_settings", "results_dir") or "results")
+    )
+    if not results.is_absolute():
+        results = Path(cwd) / results
+    base_port = _positive_int(
+        request.base_port
+        or _section_value(document, "env_settings", "base_port")
+        or DEFAULT_BASE_PORT,
+        "--base-port",
+    )
+    sweep = Sweep(
+        prefix=plan.prefix,
+        source=str(source.absolute()),
+        results_dir=str(results),
+        base_port=base_port,
+        num_envs=num_envs,
+        trainer_args=list(request.trainer_args),
+        force=request.force,
+        cwd=cwd,
+        created=time.time(),
+        behaviors=list(plan.behaviors),
+        dimensions=[
+            {"owner": d.owner, "name": d.name, "values": list(d.values)} for d in plan.dimensions
+        ],
+        run_ids=[f"{plan.prefix}-{i}" for i in range(plan.count)],
+    )
+    return sweep, notes
+
+
+def check_results_clash(sweep: Sweep, existing: Iterable[str]) -> None:
+    """Refuse run ids whose results folder exists (--force lets their first attempt overwrite)."""
+    if sweep.force:
+        return
+    order = {run_id: i for i, run_id in enumerate(sweep.run_ids)}
+    clash = sorted((name for name in existing if name in order), key=order.__getitem__)
+    if clash:
+        shown = ", ".join(clash[:5]) + (" ..." if len(clash) > 5 else "")
+        raise GridError(
+            f"{sweep.results_dir}: results already exist for {len(clash)} run id(s) ({shown}); "
+            "pass --force to overwrite them, or --run-id with a new prefix"
+        )
+
+
+def _option_value(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _section_value(document: object, section: str, key: str) -> object:
+    body = document.get(section) if isinstance(document, dict) else None
+    return body.get(key) if isinstance(body, dict) else None
+
+
+def _positive_int(value: object, where: str) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise GridError(f"{where}: expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise GridError(f"{where}: must be at least 1, got {number}")
+    return number
+
+
+def check_trainer_args(config: str, trainer_args: list[str]) -> dict[str, Any] | None:
+    """Parse the trainer arguments with mlagents-learn's own parser; None without mlagents.
+
+    Every run gets these arguments: one that mlagents-learn refuses would fail every run,
+    each after a start-up, so it is refused once here instead.
+    """
+    try:
+        from mlagents.trainers.cli_utils import _create_parser
+    except Exception:
+        return None
+    parser: argparse.ArgumentParser = _create_parser()
+
+    def refuse(message: str) -> NoReturn:
+        raise GridError(
+            f"mlagents-learn rejects the trainer arguments: {message}; fix them "
+            "(mlagents-learn --help lists its options)"
+        )
+
+    parser.error = refuse  # type: ignore[method-assign]
+    return vars(parser.parse_args([config, *trainer_args, "--run-id", "grid-plan-check"]))

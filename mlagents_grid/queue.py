@@ -1,22 +1,9 @@
-"""The queue folder: the only module that knows its layout and the claim protocol.
+"""The queue folder: reading it, and the transitions that change a run's state.
 
-The folder on disk is the source of truth; no process keeps state another needs.
-
-    sweep.json            the sweep: run ids in order, trainer args, results dir, ports
-    template.yaml         the trainer config shared by every run, before its values are set
-    config_info.txt       one line per run, in the original tool's format
-    events.jsonl          every transition, one JSON object per line
-    jobs/<run>.json       what a run is: its values, config assignments and stop conditions
-    locks/<run>.lock      held (flock) for as long as the run's trainer lives
-    state/<run>.json      a started run that is not final: running, interrupted, or pending a retry
-    final/<run>.json      a final run: done, stopped or failed
-    kill/<run>            a stop request (JSON: reason, by, time)
-    configs/<run>.yaml    the run's trainer config, written when it first starts
-    logs/<run>.log        the trainer's output, one header line per attempt
-    slots/<host>.<n>.lock a worker's port slot on its host
-    slurm/                grid-submit's batch script and the SLURM jobs it submitted
-    logs/slurm-<job>_<task>.out  a SLURM array task's worker output
-    cache/                what commands derived and may rebuild (metrics read so far)
+The folder on disk is the source of truth; no process keeps state another needs. Its paths
+are named in `layout.py`; how a worker picks its next run is `claims.py`. Each transition
+here writes its state file (durably: see `files.py`) and its line in `events.jsonl`, so no
+caller has to pair the two.
 
 A run's status is derived: final/ wins over state/, which wins over pending; `running`
 with no lock held means its worker died, and is reported as `interrupted`.
@@ -29,27 +16,27 @@ import json
 import os
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from filelock import FileLock, Timeout
 
-from .conditions import StopCondition
 from .errors import GridError
-from .planner import Path_, Plan, build_config, config_info_line
+from .files import fsync_dir, names, read_json, sync_tree, write_atomic
+from .job import FINAL, INTERRUPTED, RUNNING, STOPPED, Job, JobState
+from .layout import PLANNED_FOLDERS, Layout
+from .outcome import Decision
+from .planner import Plan, Sweep, build_config, config_info_line
 
-FORMAT = 1
-PENDING, RUNNING, INTERRUPTED = "pending", "running", "interrupted"
-DONE, STOPPED, FAILED = "done", "stopped", "failed"
-STATUSES = (PENDING, RUNNING, INTERRUPTED, DONE, STOPPED, FAILED)
-FINAL = frozenset({DONE, STOPPED, FAILED})
 UNREADABLE_KILL = "unreadable kill file"
+RETRY = "the next worker retries the run (the file is kept as .unreadable)"
 DEFAULT_QUEUE_ROOT = Path("sweeps")
+# How long a probe or a claim waits for another probe of the same run (which takes microseconds).
+PROBE_WAIT = 5.0
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 # libyaml's dumper where PyYAML was built with it: several times faster per run config.
 _DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -61,116 +48,6 @@ def host_name() -> str:
 
 def worker_identity() -> str:
     return f"{host_name()}:{os.getpid()}"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a temporary file beside `path`, then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GridError(f"{path}: unreadable ({exc}); restore it or remove the sweep") from None
-
-
-@dataclass
-class Sweep:
-    """What `grid-plan` decided once for every run of the sweep."""
-
-    prefix: str
-    source: str
-    results_dir: str
-    base_port: int
-    num_envs: int
-    trainer_args: list[str]
-    force: bool
-    cwd: str
-    created: float
-    behaviors: list[str]
-    dimensions: list[dict[str, Any]]
-    run_ids: list[str]
-    format: int = FORMAT
-
-    @property
-    def behavior_folders(self) -> list[str]:
-        """ML-Agents writes `Soccer?team=0` under `Soccer`."""
-        return list(dict.fromkeys(name.split("?")[0] for name in self.behaviors))
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run of the sweep, fixed at planning time."""
-
-    run_id: str
-    index: int
-    values: dict[str, dict[str, Any]]
-    assignments: tuple[tuple[Path_, Any], ...]
-    conditions: tuple[StopCondition, ...]
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "run_id": self.run_id,
-                "index": self.index,
-                "values": self.values,
-                "assignments": [[list(path), value] for path, value in self.assignments],
-                "conditions": [c.to_dict() for c in self.conditions],
-            }
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Job:
-        return cls(
-            run_id=str(data["run_id"]),
-            index=int(data["index"]),
-            values=data["values"],
-            assignments=tuple((tuple(path), value) for path, value in data["assignments"]),
-            conditions=tuple(StopCondition.from_dict(c) for c in data["conditions"]),
-        )
-
-
-@dataclass
-class JobState:
-    """What has happened to a run so far; written only by the holder of its lock."""
-
-    run_id: str
-    status: str = PENDING
-    attempts: int = 0
-    failures: int = 0
-    worker: str | None = None
-    pid: int | None = None
-    port: int | None = None
-    started: float | None = None
-    ended: float | None = None
-    exit_code: int | None = None
-    stop_reason: str | None = None
-    mode: str | None = None
-    slurm: str | None = None
-    log_tail: list[str] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        # A flat copy: dataclasses.asdict deep-copies and costs more than the write itself.
-        return json.dumps(vars(self))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JobState:
-        known = {f.name for f in fields(cls)}
-        state = cls(**{k: v for k, v in data.items() if k in known})
-        if state.status not in STATUSES:
-            raise ValueError(f"unknown status {state.status!r}")
-        return state
 
 
 @dataclass
@@ -197,91 +74,35 @@ def _job_lock(path: Path, on_acquired: Callable[[int], None] | None = None) -> F
     )
 
 
-def _try_lock(path: Path) -> tuple[FileLock, int] | None:
+def try_lock(path: Path, timeout: float = -1) -> tuple[FileLock, int] | None:
+    """The lock and its descriptor, or None when another holds it (after `timeout` s)."""
     fds: list[int] = []
     lock = _job_lock(path, fds.append)
     try:
-        lock.acquire(blocking=False)
+        lock.acquire(timeout=timeout, blocking=timeout != -1)
     except Timeout:
         return None
     return lock, fds[-1]
 
 
 class Queue:
-    """A sweep's folder; see the module docstring for the layout."""
+    """A sweep's folder; see `layout.py` for what is where."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.paths = Layout(root)
         self._sweep: Sweep | None = None
         self._template: Any = None
-        # Broken job or state files met while claiming: skipped, and reported once each.
-        self.problems: dict[str, str] = {}
-        self._awaited: set[str] = set()
-        self._index: dict[str, int] | None = None
-        self._cursor = 0  # claim: fresh runs before it were found final or taken
-
-    # -- layout -----------------------------------------------------------------
-    @property
-    def sweep_file(self) -> Path:
-        return self.root / "sweep.json"
-
-    @property
-    def events_file(self) -> Path:
-        return self.root / "events.jsonl"
-
-    @property
-    def config_info(self) -> Path:
-        return self.root / "config_info.txt"
-
-    @property
-    def kill_dir(self) -> Path:
-        return self.root / "kill"
-
-    @property
-    def lock_dir(self) -> Path:
-        return self.root / "locks"
-
-    def job_file(self, run_id: str) -> Path:
-        return self.root / "jobs" / f"{run_id}.json"
-
-    def state_file(self, run_id: str) -> Path:
-        return self.root / "state" / f"{run_id}.json"
-
-    def final_file(self, run_id: str) -> Path:
-        return self.root / "final" / f"{run_id}.json"
-
-    def kill_file(self, run_id: str) -> Path:
-        return self.kill_dir / run_id
-
-    def lock_file(self, run_id: str) -> Path:
-        return self.lock_dir / f"{run_id}.lock"
-
-    def config_file(self, run_id: str) -> Path:
-        return self.root / "configs" / f"{run_id}.yaml"
-
-    def log_file(self, run_id: str) -> Path:
-        return self.root / "logs" / f"{run_id}.log"
-
-    def slurm_file(self, name: str) -> Path:
-        return self.root / "slurm" / name
-
-    def slurm_output(self) -> Path:
-        """Where each array task's output goes (sbatch's %A job id, %a task id)."""
-        return self.root.absolute() / "logs" / "slurm-%A_%a.out"
-
-    def cache_file(self, name: str) -> Path:
-        """Derived data a command may rebuild at any time (never a source of truth)."""
-        return self.root / "cache" / name
 
     def run_results(self, run_id: str) -> Path:
         return Path(self.sweep.results_dir) / run_id
 
     # -- creation ---------------------------------------------------------------
     def exists(self) -> bool:
-        return self.sweep_file.exists()
+        return self.paths.sweep_file.exists()
 
     def create(self, plan: Plan, sweep: Sweep) -> None:
-        """Write the whole sweep into a hidden sibling folder, then rename it into place."""
+        """Write the whole sweep into a hidden sibling folder, sync it, rename it into place."""
         if self.exists():
             raise GridError(
                 f"{self.root}: a sweep is already planned here; remove the folder or pass "
@@ -304,10 +125,13 @@ class Queue:
                 "pass --queue with a writable folder"
             ) from None
         try:
-            self._write_staging(staging, plan, sweep)
+            self._write_staging(Layout(staging), plan, sweep)
+            # One flush of the whole plan before it becomes visible, then the rename itself.
+            sync_tree(staging)
             if self.root.exists():
                 self.root.rmdir()
             os.rename(staging, self.root)
+            fsync_dir(parent.absolute())
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise GridError(
@@ -319,15 +143,15 @@ class Queue:
         self._sweep = sweep
 
     @staticmethod
-    def _write_staging(staging: Path, plan: Plan, sweep: Sweep) -> None:
-        for name in ("jobs", "locks", "state", "final", "kill", "configs", "logs", "slots"):
-            (staging / name).mkdir()
-        (staging / "template.yaml").write_text(
+    def _write_staging(staging: Layout, plan: Plan, sweep: Sweep) -> None:
+        for name in PLANNED_FOLDERS:
+            (staging.root / name).mkdir()
+        staging.template_file.write_text(
             yaml.safe_dump(plan.template, sort_keys=False, allow_unicode=True), encoding="utf-8"
         )
-        jobs = os.open(staging / "jobs", os.O_RDONLY)
+        jobs = os.open(staging.root / "jobs", os.O_RDONLY)
         try:
-            with open(staging / "config_info.txt", "w", encoding="utf-8") as info:
+            with open(staging.config_info, "w", encoding="utf-8") as info:
                 for run in plan.runs():
                     job = Job(run.run_id, run.index, run.values, run.assignments, run.conditions)
                     # Raw descriptors: file creation is most of the cost of a 100,000-run plan.
@@ -339,15 +163,15 @@ class Queue:
                     info.write(config_info_line(run) + "\n")
         finally:
             os.close(jobs)
-        (staging / "events.jsonl").touch()
-        (staging / "sweep.json").write_text(json.dumps(asdict(sweep), indent=1), "utf-8")
+        staging.events_file.touch()
+        staging.sweep_file.write_text(json.dumps(asdict(sweep), indent=1), "utf-8")
 
     # -- reading ----------------------------------------------------------------
     @property
     def sweep(self) -> Sweep:
         if self._sweep is None:
             try:
-                data = _read_json(self.sweep_file)
+                data = read_json(self.paths.sweep_file)
             except FileNotFoundError:
                 raise GridError(
                     f"{self.root}: no sweep here (sweep.json missing); run grid-plan first "
@@ -356,38 +180,59 @@ class Queue:
             try:
                 self._sweep = Sweep(**data)
             except TypeError as exc:
-                raise GridError(f"{self.sweep_file}: not a sweep manifest ({exc})") from None
+                raise GridError(f"{self.paths.sweep_file}: not a sweep manifest ({exc})") from None
         return self._sweep
 
     def job(self, run_id: str) -> Job:
-        path = self.job_file(run_id)
+        path = self.paths.job_file(run_id)
         try:
-            return Job.from_dict(_read_json(path))
+            return Job.from_dict(read_json(path))
         except FileNotFoundError:
             raise GridError(f"{path}: job file missing; re-plan the sweep") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise GridError(f"{path}: not a job file ({exc}); re-plan the sweep") from None
 
     def read_state(self, run_id: str) -> JobState:
-        """The recorded state; a missing or unreadable file raises GridError naming it."""
-        for path in (self.final_file(run_id), self.state_file(run_id)):
+        """The recorded state; a missing or unreadable file raises GridError naming it.
+
+        An empty or cut-off file (a crash before its data reached the disk) never counts as
+        a final state: the message says that the next worker retries the run.
+        """
+        for path in (self.paths.final_file(run_id), self.paths.state_file(run_id)):
             try:
-                data = _read_json(path)
+                return JobState.from_dict(read_json(path, RETRY))
             except FileNotFoundError:
                 continue
-            try:
-                return JobState.from_dict(data)
             except (TypeError, ValueError) as exc:
-                raise GridError(f"{path}: not a job state ({exc}); delete it to retry") from None
+                raise GridError(f"{path}: not a job state ({exc}); {RETRY}") from None
         return JobState(run_id)
 
+    def read_exit(self, run_id: str) -> dict[str, Any] | None:
+        """The exit record of the run's last trainer, when one was written and is whole."""
+        try:
+            record = read_json(self.paths.exit_file(run_id))
+        except (FileNotFoundError, GridError):
+            return None
+        return record if isinstance(record, dict) else None
+
     def is_held(self, run_id: str) -> bool:
-        """Whether some live process holds the run's lock."""
-        taken = _try_lock(self.lock_file(run_id))
-        if taken is None:
+        """Whether some live process holds the run's lock, without ever failing a claim.
+
+        Taking the run's lock, even for an instant, could make a worker claiming the run at
+        that instant pass it over; so a probe first takes the run's probe lock, which a
+        claimer that lost the race takes too before it tries again (see claims.py).
+        """
+        probe = try_lock(self.paths.probe_file(run_id), timeout=PROBE_WAIT)
+        if probe is None:
             return True
-        taken[0].release()
-        return False
+        try:
+            taken = try_lock(self.paths.lock_file(run_id))
+            if taken is None:
+                return True
+            taken[0].release()
+            return False
+        finally:
+            probe[0].release()
 
     def effective(self, state: JobState) -> JobState:
         if state.status == RUNNING and not self.is_held(state.run_id):
@@ -395,11 +240,11 @@ class Queue:
         return state
 
     def final_ids(self) -> list[str]:
-        return _names(self.root / "final")
+        return names(self.paths.final_dir)
 
     def active_ids(self) -> list[str]:
         """Runs with a state file: started at least once, maybe final too."""
-        return _names(self.root / "state")
+        return names(self.paths.state_dir)
 
     def running(self) -> list[str]:
         """Runs whose trainer is alive right now (their lock is held)."""
@@ -408,11 +253,11 @@ class Queue:
             run_id
             for run_id in self.active_ids()
             if run_id not in final
-            and self._recorded_status(run_id) == RUNNING
+            and self.recorded_status(run_id) == RUNNING
             and self.is_held(run_id)
         ]
 
-    def _recorded_status(self, run_id: str) -> str | None:
+    def recorded_status(self, run_id: str) -> str | None:
         try:
             return self.read_state(run_id).status
         except GridError:
@@ -421,155 +266,90 @@ class Queue:
     def all_final(self) -> bool:
         return len(set(self.final_ids())) >= len(self.sweep.run_ids)
 
-    # -- claiming ---------------------------------------------------------------
-    def claim(self, worker: str) -> Claim | None:
-        """Lock the next claimable run: interrupted ones first, then pending in run order.
+    # -- transitions (only by the holder of the run's lock) ---------------------
+    def start_attempt(self, claim: Claim, **changes: Any) -> None:
+        """The trainer of a new attempt exists: the run is running."""
+        self._write_state(claim, RUNNING, changes)
+        state = claim.state
+        self.record(
+            "started",
+            state.run_id,
+            worker=state.worker,
+            pid=state.pid,
+            port=state.port,
+            attempt=state.attempts,
+            mode=state.mode,
+        )
 
-        Only the few started-but-not-final state files are read. Fresh runs come from a
-        cursor over the run order that passes runs found final or taken, so a claim costs a
-        few file checks however many runs are queued; once the cursor is through, a full
-        pass over final/ and state/ finds any run passed while another worker held it.
-        """
-        order = self._order()
-        started = [r for r in self.active_ids() if not self.final_file(r).exists()]
-        started.sort(key=lambda r: order.get(r, len(order)))
-        status = {r: self._recorded_status(r) for r in started}
-        # Interrupted runs, then retries (a started run that is pending again).
-        first = [r for r in started if status[r] in (RUNNING, INTERRUPTED)]
-        first += [r for r in started if status[r] not in (RUNNING, INTERRUPTED)]
-        claim = self._first_claimable(first, worker)
-        if claim is not None:
-            return claim
-        run_ids = self.sweep.run_ids
-        skip = set(started)
-        while self._cursor < len(run_ids):
-            run_id = run_ids[self._cursor]
-            self._cursor += 1
-            # A lock file on a run without state is another worker's claim in progress (or
-            # a claimer that died at once, which the full pass below picks up).
-            if (
-                run_id in skip
-                or self.final_file(run_id).exists()
-                or self.lock_file(run_id).exists()
-            ):
-                continue
-            claim = self._first_claimable([run_id], worker)
-            if claim is not None:
-                return claim
-        final = set(self.final_ids())
-        return self._first_claimable((r for r in run_ids if r not in final), worker)
+    def end_attempt(self, claim: Claim, decision: Decision, **changes: Any) -> None:
+        """Record how an attempt ended, as `outcome.decide` said; final runs go to final/."""
+        changes.setdefault("ended", time.time())
+        changes["failures"] = decision.failures
+        if decision.status in FINAL:
+            self._finish(claim, decision.status, changes)
+        else:
+            self._write_state(claim, decision.status, changes)
+        state = claim.state
+        self.record(
+            decision.event,
+            state.run_id,
+            worker=state.worker,
+            exit_code=state.exit_code,
+            attempt=state.attempts if decision.counts_as_failure else None,
+            reason=state.stop_reason if decision.status == STOPPED else None,
+        )
 
-    def _first_claimable(self, run_ids: Iterable[str], worker: str) -> Claim | None:
-        for run_id in run_ids:
-            if run_id in self.problems:
-                continue
-            try:
-                claim = self._try_claim(run_id, worker)
-            except GridError as exc:
-                self.problems[run_id] = str(exc)
-                continue
-            if claim is not None:
-                return claim
-        return None
+    def settle_stop_request(self, claim: Claim, reason: str, by: str) -> None:
+        """A run with a kill file that no trainer runs: it is stopped, and never starts."""
+        self._finish(claim, STOPPED, {"stop_reason": reason, "worker": by})
+        self.record("stopped", claim.job.run_id, worker=by, reason=reason)
 
-    def _order(self) -> dict[str, int]:
-        if self._index is None:
-            self._index = {run_id: i for i, run_id in enumerate(self.sweep.run_ids)}
-        return self._index
+    def set_aside(self, path: Path, problem: str, by: str) -> Path:
+        """Keep an unreadable state file for inspection, out of the way of a retry."""
+        kept = path.with_name(path.name + ".unreadable")
+        os.replace(path, kept)
+        fsync_dir(path.parent)
+        self.record("unreadable-state", path.stem, worker=by, file=str(kept), reason=problem)
+        return kept
 
-    def _try_claim(self, run_id: str, worker: str) -> Claim | None:
-        taken = _try_lock(self.lock_file(run_id))
-        if taken is None:
-            return None
-        lock, fd = taken
-        try:
-            if self.final_file(run_id).exists():
-                lock.release()
-                return None
-            state = self.read_state(run_id)
-            claim = Claim(self.job(run_id), state, lock, fd)
-        except BaseException:
-            lock.release()
-            raise
-        reason = self.kill_reason(run_id)
-        if reason is not None:
-            self.finish(claim, STOPPED, stop_reason=reason, worker=worker)
-            self.record("stopped", run_id, worker=worker, reason=reason)
-            claim.release()
-            return None
-        return claim
-
-    def await_releases(self, run_ids: Iterable[str], wake: threading.Event) -> None:
-        """Set `wake` when any of these runs' locks is released, by a finished or dead worker.
-
-        A blocking flock in a thread costs no CPU and needs no file event, which a dead
-        process does not produce.
-        """
-        for run_id in run_ids:
-            if run_id not in self._awaited:
-                self._awaited.add(run_id)
-                threading.Thread(
-                    target=self._await_release, args=(run_id, wake), daemon=True
-                ).start()
-
-    def _await_release(self, run_id: str, wake: threading.Event) -> None:
-        import fcntl
-
-        try:
-            fd = os.open(self.lock_file(run_id), os.O_RDONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
-        finally:
-            self._awaited.discard(run_id)
-            wake.set()
-
-    # -- writing (only by the claim holder) -------------------------------------
-    def save(self, claim: Claim, **changes: Any) -> None:
+    def _write_state(self, claim: Claim, status: str, changes: dict[str, Any]) -> None:
         for key, value in changes.items():
             setattr(claim.state, key, value)
-        write_atomic(self.state_file(claim.job.run_id), claim.state.to_json())
+        claim.state.status = status
+        write_atomic(self.paths.state_file(claim.job.run_id), claim.state.to_json())
 
-    def finish(self, claim: Claim, status: str, **changes: Any) -> None:
-        """Record a final state: final/ is written before state/ is removed, and wins."""
+    def _finish(self, claim: Claim, status: str, changes: dict[str, Any]) -> None:
+        """final/ is written before state/ is removed, and wins."""
         changes.setdefault("ended", time.time())
         for key, value in changes.items():
             setattr(claim.state, key, value)
         claim.state.status = status
-        write_atomic(self.final_file(claim.job.run_id), claim.state.to_json())
+        write_atomic(self.paths.final_file(claim.job.run_id), claim.state.to_json())
         with contextlib.suppress(FileNotFoundError):
-            self.state_file(claim.job.run_id).unlink()
+            self.paths.state_file(claim.job.run_id).unlink()
 
     def write_config(self, job: Job) -> Path:
         if self._template is None:
-            self._template = yaml.safe_load((self.root / "template.yaml").read_text("utf-8"))
-        path = self.config_file(job.run_id)
+            self._template = yaml.safe_load(self.paths.template_file.read_text("utf-8"))
+        path = self.paths.config_file(job.run_id)
         config = build_config(self._template, job.assignments)
-        write_atomic(path, yaml.dump(config, Dumper=_DUMPER, sort_keys=False, allow_unicode=True))
+        text = yaml.dump(config, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
+        write_atomic(path, text, durable=False)  # rewritten at every attempt
         return path
 
     # -- stop requests ----------------------------------------------------------
     def request_stop(self, run_id: str, reason: str, by: str) -> bool:
         """Drop a kill file; False when one was already there (first reason wins)."""
-        path = self.kill_file(run_id)
+        path = self.paths.kill_file(run_id)
         if path.exists():
             return False
         write_atomic(path, json.dumps({"reason": reason, "by": by, "time": time.time()}))
+        self.record("stop-requested", run_id, reason=reason, by=by)
         return True
-
-    def settle_stopped(self, run_id: str, by: str) -> None:
-        """Finish a stop-requested run that no worker holds, so it never starts."""
-        claim = self._try_claim(run_id, by)
-        if claim is not None:
-            claim.release()
 
     def kill_reason(self, run_id: str) -> str | None:
         try:
-            text = self.kill_file(run_id).read_text(encoding="utf-8")
+            text = self.paths.kill_file(run_id).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError):
@@ -581,14 +361,14 @@ class Queue:
         return str(reason) if reason else UNREADABLE_KILL
 
     def stop_requested(self) -> set[str]:
-        return set(_names(self.kill_dir, suffix=""))
+        return set(names(self.paths.kill_dir, suffix=""))
 
     # -- port slots -------------------------------------------------------------
     def take_slot(self, host: str, start: int = 0) -> tuple[int, FileLock]:
         """The lowest free port slot on this host at or above `start`."""
         slot = start
         while True:
-            taken = _try_lock(self.root / "slots" / f"{host}.{slot}.lock")
+            taken = try_lock(self.paths.slot_file(host, slot))
             if taken is not None:
                 return slot, taken[0]
             slot += 1
@@ -602,7 +382,7 @@ class Queue:
         entry = {"time": round(time.time(), 3), "event": event, "run_id": run_id}
         entry.update({k: v for k, v in fields_.items() if v is not None})
         line = (json.dumps(entry) + "\n").encode()
-        fd = os.open(self.events_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.paths.events_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
         finally:
@@ -610,27 +390,14 @@ class Queue:
 
     def events(self) -> Iterable[dict[str, Any]]:
         try:
-            lines = self.events_file.read_text(encoding="utf-8", errors="replace").splitlines()
+            lines = self.paths.events_file.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return []
         out = []
-        for line in lines:
+        for line in lines.splitlines():
             with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
         return out
-
-
-def _names(folder: Path, suffix: str = ".json") -> list[str]:
-    """Run ids with a file in `folder`, skipping temporary files."""
-    try:
-        entries = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    return [
-        name[: len(name) - len(suffix)]
-        for name in entries
-        if not name.startswith(".") and name.endswith(suffix)
-    ]
 
 
 def resolve_queue(given: str | None) -> Queue:
@@ -647,5 +414,5 @@ def resolve_queue(given: str | None) -> Queue:
         raise GridError(
             f"no sweep found under ./{DEFAULT_QUEUE_ROOT}; run grid-plan first or pass --queue DIR"
         )
-    names = ", ".join(str(p) for p in found)
-    raise GridError(f"several sweeps under ./{DEFAULT_QUEUE_ROOT} ({names}); pass --queue DIR")
+    names_ = ", ".join(str(p) for p in found)
+    raise GridError(f"several sweeps under ./{DEFAULT_QUEUE_ROOT} ({names_}); pass --queue DIR")

@@ -17,9 +17,10 @@ from typing import Any
 
 import yaml
 
+from .job import Job, JobState
 from .metrics import EventFileSource, Scalar, tensorboard_run
 from .planner import format_value
-from .queue import Job, JobState, Queue
+from .queue import Queue
 
 DEFAULT_LAST = 5
 HIGHLIGHT = 3

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from .errors import GridError
-from .queue import Queue, write_atomic
+from .files import write_atomic
+from .queue import Queue
 
 WARNING_SECONDS = 120
 
@@ -50,7 +51,7 @@ def batch_script(
         "#!/bin/bash",
         f"#SBATCH --job-name=grid-{queue.sweep.prefix}",
         f"#SBATCH --array=0-{tasks - 1}",
-        f"#SBATCH --output={queue.slurm_output()}",
+        f"#SBATCH --output={queue.paths.slurm_output()}",
         f"#SBATCH --signal=B:INT@{WARNING_SECONDS}",
     ]
     if gpus_per_worker:
@@ -92,9 +93,9 @@ def submit(queue: Queue, script: str, tasks: int, sbatch_args: list[str]) -> str
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise GridError(f"sbatch refused the job: {reason}")
-    jobs_file = queue.slurm_file("jobs.json")
+    jobs_file = queue.paths.slurm_file("jobs.json")
     jobs_file.parent.mkdir(exist_ok=True)
-    write_atomic(queue.slurm_file("worker.sbatch"), script)
+    write_atomic(queue.paths.slurm_file("worker.sbatch"), script)
     job_id = done.stdout.strip().split(";")[0]
     try:
         jobs = json.loads(jobs_file.read_text(encoding="utf-8"))

@@ -14,9 +14,10 @@ from rich.live import Live
 from rich.table import Table
 
 from .errors import GridError
+from .job import FINAL, RUNNING, STATUSES, JobState
 from .metrics import DEFAULT_METRIC, cached_latest, tensorboard_run
 from .planner import format_value
-from .queue import FINAL, RUNNING, STATUSES, JobState, Queue
+from .queue import Queue
 
 
 def collect(queue: Queue, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
@@ -26,7 +27,7 @@ def collect(queue: Queue, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
         Path(queue.sweep.results_dir),
         [tensorboard_run(r, b) for r in queue.sweep.run_ids for b in folders],
         metric,
-        queue.cache_file("latest.json"),
+        queue.paths.cache_file("latest.json"),
     )
     rows = []
     final = set(queue.final_ids())
@@ -43,8 +44,9 @@ def collect(queue: Queue, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
             row["values"] = queue.job(run_id).values
         except GridError as exc:
             row.update(status="unreadable", error=str(exc), values={})
-        row["config"] = str(queue.config_file(run_id))
-        row["log"] = str(queue.log_file(run_id))
+        config = queue.paths.config_file(run_id)
+        row["config"] = str(config) if config.exists() else None
+        row["log"] = str(queue.paths.log_file(run_id))
         points = {b: latest.get(tensorboard_run(run_id, b)) for b in folders}
         found = [p for p in points.values() if p is not None]
         row["step"] = max((p.step for p in found), default=None)

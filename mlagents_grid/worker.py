@@ -16,26 +16,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
+import psutil
 from filelock import FileLock
 
+from .claims import Claimer
 from .errors import GridError
-from .launcher import Launcher
+from .job import DONE, FAILED, INTERRUPTED, STOPPED
+from .launcher import Launcher, TrainerHandle
+from .outcome import BY_KILL_FILE, BY_WORKER, ORPHANED, Outcome, decide
 from .output import say
-from .queue import (
-    DONE,
-    FAILED,
-    INTERRUPTED,
-    PENDING,
-    RUNNING,
-    STOPPED,
-    Claim,
-    Queue,
-    host_name,
-    worker_identity,
-)
+from .queue import Claim, Queue, host_name, worker_identity
 from .slurm import slurm_label
-from .trainer import TERM_GRACE, Trainer, open_log
+from .trainer import RunInfo, Trainer, open_log
+from .wakeup import Wakeup
 from .watch import POLL_INTERVAL, FolderWatch
 
 # How ML-Agents says that its port is taken: retried on another slot, not a failure.
@@ -44,13 +39,18 @@ PERIODIC_CHECK = 5.0
 IDLE_RECHECK = 30.0
 MAX_SLOT_MOVES = 32
 LOG_TAIL_LINES = 20
+# Start errors in a row (the same for every run: a missing trainer, a full disk) that stop
+# a worker before it wastes the queue's attempts.
+MAX_START_ERRORS = 3
+DEFAULT_MAX_ATTEMPTS = 3
+ORPHAN_POLL = 0.1
 
 
 @dataclass
 class WorkerOptions:
     trainer: list[str]
     wait: bool = False
-    max_attempts: int = 3
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     grace: float = 60.0
     gpus: list[str] = field(default_factory=list)
     console: bool = False
@@ -76,11 +76,12 @@ def trainer_command(given: str | None) -> list[str]:
     return [found, *command[1:]]
 
 
-@dataclass
-class _Outcome:
-    exit_code: int | None
-    stop_reason: str | None = None
-    interrupted: bool = False
+class StartError(Exception):
+    """The trainer could not be started: the worker's trouble, never the run's."""
+
+
+class LauncherLost(Exception):
+    """The launcher died under a running trainer: this worker can start no more trainers."""
 
 
 class Worker:
@@ -89,11 +90,12 @@ class Worker:
         self.options = options
         self.identity = worker_identity()
         self.host = host_name()
-        self.wake = threading.Event()
+        self.wake = Wakeup()
         self.signals: list[int] = []
         self.slot = 0
         self.slot_lock: FileLock | None = None
         self.slurm = slurm_label()
+        self.claimer = Claimer(queue, self.identity, options.max_attempts)
 
     # -- lifecycle --------------------------------------------------------------
     def run(self) -> int:
@@ -112,22 +114,42 @@ class Worker:
         where = f", {self.slurm}" if self.slurm else ""
         say(f"worker {self.identity} started on slot {self.slot} (port {self.port}{where})")
         # Kill files stop runs; with --wait, state changes may make a run claimable.
-        folders = [self.queue.kill_dir]
+        paths = self.queue.paths
+        folders = [paths.kill_dir]
         if self.options.wait:
-            folders += [self.queue.root / "state", self.queue.root / "final"]
+            folders += [paths.state_dir, paths.final_dir, paths.exit_dir]
         reported: set[str] = set()
+        start_errors: list[str] = []
+        code: int | None = None
         with FolderWatch(folders, lambda _path: self.wake.set(), self.options.polling) as watch:
             if watch.polling:
                 say(f"watching {self.queue.root} by polling every {POLL_INTERVAL:g}s")
             while not self.signals:
-                claim = self.queue.claim(self.identity)
-                for run_id, problem in self.queue.problems.items():
+                claim = self.claimer.next()
+                for note in self.claimer.notes:
+                    say(note)
+                self.claimer.notes.clear()
+                for run_id, problem in self.claimer.problems.items():
                     if run_id not in reported:
                         reported.add(run_id)
                         say(f"{run_id} skipped: {problem}")
                 if claim is not None:
                     try:
                         self._run(claim)
+                        start_errors.clear()
+                    except StartError as exc:
+                        start_errors.append(str(exc))
+                        if len(start_errors) >= MAX_START_ERRORS:
+                            say(
+                                f"worker {self.identity} stops: {len(start_errors)} trainers in "
+                                f"a row could not start ({exc}); every run stays as it was"
+                            )
+                            code = 1
+                            break
+                    except LauncherLost as exc:
+                        say(f"worker {self.identity} stops: {exc}; its run stays resumable")
+                        code = 1
+                        break
                     except OSError as exc:
                         say(
                             f"cannot write to the queue {self.queue.root} ({exc}); this worker "
@@ -137,10 +159,11 @@ class Worker:
                     continue
                 if not self.options.wait or self.queue.all_final():
                     break
-                self.queue.await_releases(self.queue.running(), self.wake)
+                self.claimer.await_releases(self.queue.running(), self.wake)
                 self.wake.wait(IDLE_RECHECK)
-                self.wake.clear()
         self.queue.record("worker-exited", worker=self.identity, slot=self.slot)
+        if code is not None:
+            return code
         if self.signals:
             say(f"worker {self.identity} interrupted")
             return 128 + self.signals[0]
@@ -191,13 +214,13 @@ class Worker:
         try:
             for _ in range(MAX_SLOT_MOVES):
                 outcome, log_text = self._attempt(claim)
-                if outcome.exit_code == 0 or outcome.stop_reason or outcome.interrupted:
-                    break
-                if not any(marker in log_text for marker in PORT_IN_USE):
+                if not _port_taken(outcome, log_text):
                     break
                 claim.state.attempts -= 1
                 self._move_slot(run_id)
-            self._record_outcome(claim, outcome, log_text)
+            self._record(claim, outcome, log_text)
+            if outcome.exit_code is None:
+                raise LauncherLost("the trainer launcher died")
         finally:
             claim.release()
 
@@ -209,45 +232,34 @@ class Worker:
         self.queue.record("port-in-use", run_id, worker=self.identity, port=old_port)
         say(f"{run_id}: port {old_port} in use, retrying on port {self.port}")
 
-    def _attempt(self, claim: Claim) -> tuple[_Outcome, str]:
+    def _attempt(self, claim: Claim) -> tuple[Outcome, str]:
         run_id = claim.job.run_id
         attempt = claim.state.attempts + 1
         mode = self._mode(run_id)
         config = self.queue.write_config(claim.job)
         command = self._command(config, run_id, mode)
-        log_path = self.queue.log_file(run_id)
+        log_path = self.queue.paths.log_file(run_id)
         offset = log_path.stat().st_size if log_path.exists() else 0
         log = open_log(
             log_path,
             f"attempt {attempt} by {self.identity} on port {self.port}: {shlex.join(command)}",
         )
         started = time.time()
-        inherited = os.dup(claim.lock_fd)
         try:
-            trainer = Trainer(
-                self.launcher,
-                command,
-                cwd=self.queue.sweep.cwd,
-                log=log,
-                inherit_fd=inherited,
-                wake=self.wake,
-                echo=self._echo(run_id) if self.options.console else None,
-            )
-        except OSError as exc:
+            handle = self._start(claim, command, attempt, log)
+        except StartError as exc:
             log.write(f"cannot start the trainer: {exc}\n".encode())
             log.close()
-            claim.state.attempts = attempt
-            return _Outcome(exit_code=127), str(exc)
-        finally:
-            os.close(inherited)
-        # Recorded once the trainer exists: a worker dying before this leaves the run pending
-        # with its lock held by the trainer, which the next claim waits out.
-        self.queue.save(
+            self.queue.record("start-failed", run_id, worker=self.identity, reason=str(exc))
+            say(f"{run_id}: cannot start the trainer ({exc}); the run stays as it was")
+            raise
+        # Recorded once the trainer exists. A worker dying before this leaves the run's
+        # lock with the trainer, and its exit record (attempt N) tells the next claimer.
+        self.queue.start_attempt(
             claim,
-            status=RUNNING,
             attempts=attempt,
             worker=self.identity,
-            pid=trainer.pid,
+            pid=handle.pid,
             port=self.port,
             started=started,
             ended=None,
@@ -256,22 +268,51 @@ class Worker:
             slurm=self.slurm,
         )
         resuming = ", resuming from its checkpoint" if mode == "--resume" else ""
-        self.queue.record(
-            "started",
-            run_id,
-            worker=self.identity,
-            pid=trainer.pid,
-            port=self.port,
-            attempt=attempt,
-            mode=mode,
-        )
         say(f"{run_id} started on port {self.port} (attempt {attempt}{resuming})")
-        outcome = self._supervise(trainer, run_id)
-        left = trainer.clean_up()
-        if left:
-            say(f"{run_id}: ended {left} leftover process(es) of the trainer")
+        outcome = self._supervise(handle, run_id)
         log.close()
         return outcome, _read_from(log_path, offset)
+
+    def _start(
+        self, claim: Claim, command: list[str], attempt: int, log: IO[bytes]
+    ) -> TrainerHandle:
+        """Start the trainer through the launcher; its output goes to the log (and here too
+        with --console)."""
+        stdout = log.fileno()
+        tee: threading.Thread | None = None
+        if self.options.console:
+            # Started before the trainer, so that its end is heard only after its output.
+            read_end, stdout = os.pipe()
+            tee = threading.Thread(
+                target=_tee,
+                args=(os.fdopen(read_end, "rb"), log, self._echo(claim.job.run_id)),
+                daemon=True,
+            )
+            tee.start()
+        request = {
+            "argv": command,
+            "cwd": self.queue.sweep.cwd,
+            "new_console": not self.options.console,
+            "grace": self.options.grace,
+            "run_id": claim.job.run_id,
+            "attempt": attempt,
+            "exit_file": str(self.queue.paths.exit_file(claim.job.run_id).absolute()),
+        }
+        inherited = os.dup(claim.lock_fd)
+        try:
+
+            def on_end() -> None:
+                if tee is not None:
+                    tee.join(timeout=5)
+                self.wake.set()
+
+            return self.launcher.start(request, stdout, inherited, on_end)
+        except OSError as exc:
+            raise StartError(str(exc)) from None
+        finally:
+            os.close(inherited)
+            if tee is not None:
+                os.close(stdout)
 
     def _echo(self, run_id: str) -> Callable[[bytes], None]:
         def echo(line: bytes) -> None:
@@ -280,90 +321,92 @@ class Worker:
 
         return echo
 
-    def _supervise(self, trainer: Trainer, run_id: str) -> _Outcome:
-        """Wait for the trainer; on a kill file or a signal, SIGINT then escalate."""
+    def _supervise(self, handle: TrainerHandle, run_id: str) -> Outcome:
+        """Wait for the trainer; on a kill file or a signal, have it stopped (one sequence)."""
         reason: str | None = None
-        interrupted_at = terminated_at = killed_at = None
-        while True:
-            now = time.monotonic()
-            deadlines = [now + PERIODIC_CHECK]
-            if interrupted_at is not None and terminated_at is None:
-                deadlines.append(interrupted_at + self.options.grace)
-            if terminated_at is not None and killed_at is None:
-                deadlines.append(terminated_at + TERM_GRACE)
-            self.wake.wait(max(0.0, min(deadlines) - now))
-            self.wake.clear()
-            if trainer.exited.is_set():
+        asked = killed = False
+        while not handle.ended:
+            self.wake.wait(PERIODIC_CHECK)
+            if handle.ended:
                 break
-            trainer.remember_descendants()
-            now = time.monotonic()
-            if len(self.signals) >= 2 and killed_at is None:
+            if len(self.signals) >= 2 and not killed:
                 say(f"{run_id}: second interrupt, killing the trainer now")
-                trainer.kill()
-                killed_at = now
-            elif interrupted_at is None:
+                self.launcher.kill(handle.pid, BY_WORKER)
+                killed = True
+            elif not asked:
                 reason = self.queue.kill_reason(run_id)
                 if reason is not None or self.signals:
                     why = reason or f"worker got {signal.Signals(self.signals[0]).name}"
                     say(f"{run_id}: stopping ({why}), SIGINT sent; saving its model")
-                    trainer.interrupt()
-                    interrupted_at = now
-            elif terminated_at is None and now >= interrupted_at + self.options.grace:
-                say(f"{run_id}: still running {self.options.grace:g}s after SIGINT, SIGTERM")
-                trainer.terminate()
-                terminated_at = now
-            elif (
-                terminated_at is not None
-                and killed_at is None
-                and now >= terminated_at + TERM_GRACE
-            ):
-                trainer.kill()
-                killed_at = now
-        return _Outcome(
-            exit_code=trainer.returncode,
+                    self.launcher.stop(handle.pid, BY_KILL_FILE if reason else BY_WORKER)
+                    asked = True
+        if handle.lost:
+            self._stop_orphan(handle.pid, run_id)
+        return Outcome(
+            exit_code=handle.returncode,
             stop_reason=reason,
             interrupted=reason is None and bool(self.signals),
         )
 
-    def _record_outcome(self, claim: Claim, outcome: _Outcome, log_text: str) -> None:
+    def _stop_orphan(self, pid: int, run_id: str) -> None:
+        """The launcher died: give its trainer its one stop and the usual escalation from here.
+
+        Not its parent, the worker cannot wait for it; it watches the pid instead.
+        """
+        say(f"{run_id}: the trainer launcher died; stopping the trainer (SIGINT)")
+        trainer = Trainer(pid, RunInfo(run_id, 0), self.options.grace)
+        trainer.stop(ORPHANED, time.monotonic())
+        while _alive(pid):
+            time.sleep(ORPHAN_POLL)
+            trainer.tick(time.monotonic())
+
+    def _record(self, claim: Claim, outcome: Outcome, log_text: str) -> None:
         run_id = claim.job.run_id
-        tail = log_text.splitlines()[-LOG_TAIL_LINES:]
-        common = {"worker": self.identity, "exit_code": outcome.exit_code}
+        decision = decide(outcome, claim.state.failures, self.options.max_attempts)
+        changes: dict[str, object] = {"worker": self.identity, "exit_code": outcome.exit_code}
         if outcome.stop_reason is not None:
-            self.queue.finish(claim, STOPPED, stop_reason=outcome.stop_reason, **common)
-            self.queue.record("stopped", run_id, reason=outcome.stop_reason, **common)
+            changes["stop_reason"] = outcome.stop_reason
+        if decision.counts_as_failure:
+            changes["log_tail"] = log_text.splitlines()[-LOG_TAIL_LINES:]
+        self.queue.end_attempt(claim, decision, **changes)
+        if decision.status == STOPPED:
             say(f"{run_id} stopped: {outcome.stop_reason}")
-        elif outcome.interrupted:
-            self.queue.save(claim, status=INTERRUPTED, ended=time.time(), **common)
-            self.queue.record("interrupted", run_id, **common)
+        elif decision.status == INTERRUPTED:
             say(f"{run_id} interrupted; the next worker resumes it")
-        elif outcome.exit_code == 0:
-            self.queue.finish(claim, DONE, **common)
-            self.queue.record("done", run_id, **common)
+        elif decision.status == DONE:
             say(f"{run_id} done")
+        elif decision.status == FAILED:
+            say(
+                f"{run_id} failed (exit code {outcome.exit_code}, {decision.failures} attempts); "
+                f"see {self.queue.paths.log_file(run_id)}"
+            )
         else:
-            failures = claim.state.failures + 1
-            if failures >= self.options.max_attempts:
-                self.queue.finish(claim, FAILED, failures=failures, log_tail=tail, **common)
-                self.queue.record("failed", run_id, attempt=claim.state.attempts, **common)
-                say(
-                    f"{run_id} failed (exit code {outcome.exit_code}, {failures} attempts); "
-                    f"see {self.queue.log_file(run_id)}"
-                )
-            else:
-                self.queue.save(
-                    claim,
-                    status=PENDING,
-                    failures=failures,
-                    log_tail=tail,
-                    ended=time.time(),
-                    **common,
-                )
-                self.queue.record("attempt-failed", run_id, attempt=claim.state.attempts, **common)
-                say(
-                    f"{run_id} exited with code {outcome.exit_code} "
-                    f"(failure {failures} of {self.options.max_attempts}); it will be retried"
-                )
+            say(
+                f"{run_id} exited with code {outcome.exit_code} "
+                f"(failure {decision.failures} of {self.options.max_attempts}); it will be retried"
+            )
+
+
+def _port_taken(outcome: Outcome, log_text: str) -> bool:
+    """The trainer failed because its port was in use: not the run's fault."""
+    if outcome.exit_code == 0 or outcome.stop_reason or outcome.interrupted:
+        return False
+    return any(marker in log_text for marker in PORT_IN_USE)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _tee(output: IO[bytes], log: IO[bytes], echo: Callable[[bytes], None]) -> None:
+    with output:
+        for line in output:
+            log.write(line)
+            log.flush()
+            echo(line)
 
 
 def _read_from(path: Path, offset: int, limit: int = 256_000) -> str:

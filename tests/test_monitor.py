@@ -15,9 +15,9 @@ from typing import ClassVar
 import pytest
 
 from mlagents_grid.conditions import StopCondition
+from mlagents_grid.job import Job
 from mlagents_grid.metrics import MetricsUnavailable, TensorBoardSource
 from mlagents_grid.monitor import Monitor, judge
-from mlagents_grid.queue import Job
 
 from .board import Board
 from .sweep import Sweep

@@ -49,7 +49,7 @@ def test_seed_3dball_gives_nine_runs_and_its_config_info(workdir: Path) -> None:
     result = run_cli(cli.plan, "grid-plan", ["3DBall.yaml"])
     assert result.code == 0, result.err
     queue = Queue(workdir / "sweeps" / "3DBall")
-    assert queue.config_info.read_text() == SEED_CONFIG_INFO
+    assert queue.paths.config_info.read_text() == SEED_CONFIG_INFO
     assert "Planned 9 runs" in result.out
     assert "grid-worker --queue sweeps/3DBall" in result.out
 
@@ -172,7 +172,7 @@ def test_no_opt_values_plans_one_run_and_opt_stop_is_removed(workdir: Path) -> N
     assert "checkpoint_settings.resume ignored" in result.err
     assert "checkpoint_settings.run_id ignored" in result.err
     queue = Queue(workdir / "sweeps" / "p")
-    assert queue.config_info.read_text() == "p-0\n"
+    assert queue.paths.config_info.read_text() == "p-0\n"
     job = queue.job("p-0")
     assert [(c.tag, c.min, c.max, c.step) for c in job.conditions] == [
         ("A", 1.0, 999999999.0, 0),

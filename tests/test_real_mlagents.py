@@ -112,7 +112,7 @@ class RealSweep:
         return {s.run_id: s.status for s in map(self.queue.read_state, self.queue.sweep.run_ids)}
 
     def log(self, run_id: str) -> str:
-        return self.queue.log_file(run_id).read_text(errors="replace")
+        return self.queue.paths.log_file(run_id).read_text(errors="replace")
 
     def close(self) -> None:
         for proc in self.procs:
@@ -178,7 +178,7 @@ def test_a_killed_worker_run_resumes_from_its_checkpoint_and_finishes(
     sweep = RealSweep(tmp_path, config, sim_learn)
     real.append(sweep)
     first = sweep.worker()
-    log = sweep.queue.log_file("grid-0")
+    log = sweep.queue.paths.log_file("grid-0")
     deadline = time.monotonic() + 300
     while not (log.exists() and "Step: 3000." in log.read_text(errors="replace")):
         assert time.monotonic() < deadline, "the run never reached step 3000"

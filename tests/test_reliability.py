@@ -406,23 +406,41 @@ def test_hostile_arguments_exit_2_and_write_nothing(
 def test_corrupt_job_and_state_files_are_named_and_the_rest_still_runs(
     new_sweep: Callable[..., Sweep], tmp_path: Path, figures: Counter[str]
 ) -> None:
-    sweep = new_sweep(tmp_path, runs=4, ticks=2)
+    """A broken job file cannot be run; a broken state or final file is set aside and retried.
+
+    An empty final file is what a power cut can leave of a renamed but unsynced write: it
+    never proves that a run is final.
+    """
+    sweep = new_sweep(tmp_path, runs=5, ticks=2)
     queue = sweep.queue
-    queue.job_file("grid-1").write_text("garbage{")
-    queue.state_file("grid-2").write_text('{"run_id": "grid-2", "sta')
-    queue.kill_file("grid-3").write_bytes(b"\xff\xfe not json")
-    figures["bad_inputs"] += 3
+    paths = queue.paths
+    paths.job_file("grid-1").write_text("garbage{")
+    paths.state_file("grid-2").write_text('{"run_id": "grid-2", "sta')
+    paths.kill_file("grid-3").write_bytes(b"\xff\xfe not json")
+    paths.final_file("grid-4").write_text("")
+    figures["bad_inputs"] += 4
+    before = sweep.statuses()
+    assert before["grid-2"] == before["grid-4"] == "unreadable"
+    shown = {row["run_id"]: row for row in sweep.report()["runs"]}
+    assert "the next worker retries the run" in shown["grid-4"]["error"]
     worker = sweep.start_worker()
     assert worker.wait(timeout=60) == 0
     output = sweep.output(worker)
-    assert f"grid-1 skipped: {queue.job_file('grid-1')}: unreadable" in output
-    assert f"grid-2 skipped: {queue.state_file('grid-2')}: unreadable" in output
+    assert f"grid-1 skipped: {paths.job_file('grid-1')}: unreadable" in output
+    for run_id, path in (
+        ("grid-2", paths.state_file("grid-2")),
+        ("grid-4", paths.final_file("grid-4")),
+    ):
+        assert (
+            f"{run_id}: {path} was unreadable; kept as {path.name}.unreadable, retrying" in output
+        )
+        assert path.with_name(path.name + ".unreadable").exists()
     statuses = sweep.statuses()
-    assert statuses["grid-0"] == "done"
+    assert statuses["grid-0"] == statuses["grid-2"] == statuses["grid-4"] == "done"
     assert statuses["grid-3"] == "stopped"
     assert sweep.report()["runs"][3]["stop_reason"] == "unreadable kill file"
     assert statuses["grid-1"] == "unreadable"
-    assert statuses["grid-2"] == "unreadable"
+    assert {e["run_id"] for e in sweep.events("unreadable-state")} == {"grid-2", "grid-4"}
     table = run_cli(cli.status_command, "grid-status", ["--queue", str(queue.root)])
     assert table.code == 0 and "unreadable" in table.out
     (queue.root / "sweep.json").write_text("{broken")

@@ -108,7 +108,7 @@ def test_status_shows_steps_metrics_and_progress(
     assert by_id["grid-3"]["step"] is None
     assert report["progress"]["final"] == report["progress"]["total"] == 4
     # Read once, then served from the cache until an event file changes.
-    cache = sweep.queue.cache_file("latest.json")
+    cache = sweep.queue.paths.cache_file("latest.json")
     assert cache.exists()
     stamp = cache.stat().st_mtime_ns
     again = run_cli(cli.status_command, "grid-status", ["--queue", str(sweep.queue.root)])

@@ -1,0 +1,210 @@
+"""The claim protocol: how a worker finds and locks its next run. Owned by one worker.
+
+A run is claimed by taking its lock without blocking; the lock then travels to the run's
+trainer and is held for as long as it lives. Claiming also settles what others left
+behind: a stop request for a run nobody trains, the recorded end of a trainer whose worker
+died before writing it down, and state files a crash left unreadable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import GridError
+from .job import FINAL, INTERRUPTED, RUNNING, JobState
+from .outcome import Outcome, decide
+from .queue import PROBE_WAIT, Claim, Queue, try_lock
+from .wakeup import Wakeup
+
+# Runs whose worker may have died: their lock may be probed by readers (status, monitor).
+TAKEN_OVER = (RUNNING, INTERRUPTED)
+
+
+def claim_order(statuses: dict[str, str | None], order: dict[str, int]) -> list[str]:
+    """Started runs to try first: interrupted ones, then retries, each in run order."""
+    ranked = sorted(statuses, key=lambda run_id: order.get(run_id, len(order)))
+    first = [r for r in ranked if statuses[r] in TAKEN_OVER]
+    return first + [r for r in ranked if statuses[r] not in TAKEN_OVER]
+
+
+class Claimer:
+    """Claims for one worker; keeps a cursor so a claim costs a few file checks.
+
+    Fresh runs come from a cursor over the run order that passes runs found final or taken;
+    once it is through, a full pass over final/ and state/ finds any run passed while
+    another worker held it.
+    """
+
+    def __init__(self, queue: Queue, worker: str, max_attempts: int) -> None:
+        self.queue = queue
+        self.worker = worker
+        self.max_attempts = max_attempts
+        # Runs that cannot be claimed (a broken job file), each with its one-line reason.
+        self.problems: dict[str, str] = {}
+        # What claiming settled or repaired, for the worker to tell (drained by it).
+        self.notes: list[str] = []
+        self._index: dict[str, int] | None = None
+        self._cursor = 0
+        self._awaited: set[str] = set()
+
+    def _order(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = {run_id: i for i, run_id in enumerate(self.queue.sweep.run_ids)}
+        return self._index
+
+    def next(self) -> Claim | None:
+        """Lock the next claimable run: interrupted ones first, then retries, then pending."""
+        paths = self.queue.paths
+        started = [r for r in self.queue.active_ids() if not paths.final_file(r).exists()]
+        statuses = {r: self.queue.recorded_status(r) for r in started}
+        for run_id in claim_order(statuses, self._order()):
+            claim = self._try(run_id, probed=statuses[run_id] in TAKEN_OVER)
+            if claim is not None:
+                return claim
+        run_ids = self.queue.sweep.run_ids
+        skip = set(started)
+        while self._cursor < len(run_ids):
+            run_id = run_ids[self._cursor]
+            self._cursor += 1
+            if run_id in skip:
+                continue
+            if paths.final_file(run_id).exists():
+                if self.queue.recorded_status(run_id) is not None:
+                    continue  # final; an unreadable final file is retried below
+            elif paths.lock_file(run_id).exists():
+                # Another worker's claim in progress (or a claimer that died at once, which
+                # the full pass below picks up).
+                continue
+            claim = self._try(run_id)
+            if claim is not None:
+                return claim
+        final = set(self.queue.final_ids())
+        for run_id in run_ids:
+            if run_id not in final:
+                claim = self._try(run_id, probed=run_id in skip)
+                if claim is not None:
+                    return claim
+        return None
+
+    def settle(self, run_id: str) -> None:
+        """Settle what a run nobody trains needs (a stop request: it is recorded stopped)."""
+        claim = self._try(run_id, probed=True)
+        if claim is not None:
+            claim.release()
+
+    def _try(self, run_id: str, probed: bool = False) -> Claim | None:
+        if run_id in self.problems:
+            return None
+        taken = self._lock(run_id, probed)
+        if taken is None:
+            return None
+        lock, fd = taken
+        try:
+            claim = self._settle(run_id, Claim(self.queue.job(run_id), JobState(run_id), lock, fd))
+        except GridError as exc:
+            lock.release()
+            self.problems[run_id] = str(exc)
+            return None
+        except BaseException:
+            lock.release()
+            raise
+        if claim is None:
+            lock.release()
+        return claim
+
+    def _lock(self, run_id: str, probed: bool) -> tuple[Any, int] | None:
+        """The run's lock; a lock lost to a reader's probe is tried again once it is done."""
+        path = self.queue.paths.lock_file(run_id)
+        taken = try_lock(path)
+        if taken is not None or not probed:
+            return taken
+        probe = try_lock(self.queue.paths.probe_file(run_id), timeout=PROBE_WAIT)
+        if probe is None:
+            return None
+        try:
+            return try_lock(path)
+        finally:
+            probe[0].release()
+
+    def _settle(self, run_id: str, claim: Claim) -> Claim | None:
+        """What the locked run needs before it may start; None when it must not start."""
+        paths = self.queue.paths
+        for path in (paths.final_file(run_id), paths.state_file(run_id)):
+            if not path.exists():
+                continue
+            try:
+                claim.state = self.queue.read_state(run_id)
+                break
+            except GridError as exc:
+                kept = self.queue.set_aside(path, str(exc), self.worker)
+                self.notes.append(f"{run_id}: {path} was unreadable; kept as {kept.name}, retrying")
+        if claim.state.status in FINAL:
+            return None
+        if claim.state.status == RUNNING:
+            record = self.queue.read_exit(run_id)
+            if record is not None and record.get("attempt") == claim.state.attempts:
+                return self._settle_exit(claim, record)
+        reason = self.queue.kill_reason(run_id)
+        if reason is not None:
+            self.queue.settle_stop_request(claim, reason, self.worker)
+            return None
+        return claim
+
+    def _settle_exit(self, claim: Claim, record: dict[str, object]) -> Claim | None:
+        """The trainer ended but its worker died before writing it down: record it now."""
+        run_id = claim.job.run_id
+        outcome = Outcome.from_exit_record(record, self.queue.kill_reason(run_id))
+        decision = decide(outcome, claim.state.failures, self.max_attempts)
+        ended = record.get("time")
+        self.queue.end_attempt(
+            claim,
+            decision,
+            exit_code=outcome.exit_code,
+            stop_reason=outcome.stop_reason,
+            ended=ended if isinstance(ended, float) else None,
+        )
+        self.notes.append(
+            f"{run_id}: its trainer had ended (exit code {outcome.exit_code}) after its worker "
+            f"died; recorded {decision.status}"
+        )
+        return None if decision.status in FINAL else claim
+
+    # -- waiting ----------------------------------------------------------------
+    def await_releases(self, run_ids: Iterable[str], wake: Wakeup) -> None:
+        """Set `wake` when any of these runs' locks is released, by a finished or dead worker.
+
+        A blocking lock in a thread costs no CPU and needs no file event, which a dead
+        process does not produce.
+        """
+        for run_id in run_ids:
+            if run_id not in self._awaited:
+                self._awaited.add(run_id)
+                threading.Thread(
+                    target=self._await_release, args=(run_id, wake), daemon=True
+                ).start()
+
+    def _await_release(self, run_id: str, wake: Wakeup) -> None:
+        path = self.queue.paths.lock_file(run_id)
+        try:
+            if sys.platform == "win32":
+                taken = try_lock(path, timeout=1e9)
+                if taken is not None:
+                    taken[0].release()
+            else:
+                import fcntl
+
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    os.close(fd)
+        except OSError:
+            pass
+        finally:
+            self._awaited.discard(run_id)
+            wake.set()

@@ -1,0 +1,81 @@
+"""A run of the sweep (`Job`, fixed at planning time) and what has happened to it (`JobState`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .conditions import StopCondition
+from .planner import Path_
+
+PENDING, RUNNING, INTERRUPTED = "pending", "running", "interrupted"
+DONE, STOPPED, FAILED = "done", "stopped", "failed"
+STATUSES = (PENDING, RUNNING, INTERRUPTED, DONE, STOPPED, FAILED)
+FINAL = frozenset({DONE, STOPPED, FAILED})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the sweep, fixed at planning time."""
+
+    run_id: str
+    index: int
+    values: dict[str, dict[str, Any]]
+    assignments: tuple[tuple[Path_, Any], ...]
+    conditions: tuple[StopCondition, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "run_id": self.run_id,
+                "index": self.index,
+                "values": self.values,
+                "assignments": [[list(path), value] for path, value in self.assignments],
+                "conditions": [c.to_dict() for c in self.conditions],
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        return cls(
+            run_id=str(data["run_id"]),
+            index=int(data["index"]),
+            values=data["values"],
+            assignments=tuple((tuple(path), value) for path, value in data["assignments"]),
+            conditions=tuple(StopCondition.from_dict(c) for c in data["conditions"]),
+        )
+
+
+@dataclass
+class JobState:
+    """What has happened to a run so far; written only by the holder of its lock."""
+
+    run_id: str
+    status: str = PENDING
+    attempts: int = 0
+    failures: int = 0
+    worker: str | None = None
+    pid: int | None = None
+    port: int | None = None
+    started: float | None = None
+    ended: float | None = None
+    exit_code: int | None = None
+    stop_reason: str | None = None
+    mode: str | None = None
+    slurm: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        # A flat copy: dataclasses.asdict deep-copies and costs more than the write itself.
+        return json.dumps(vars(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobState:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        state = cls(**{k: v for k, v in data.items() if k in known})
+        if state.status not in STATUSES:
+            raise ValueError(f"unknown status {state.status!r}")
+        return state

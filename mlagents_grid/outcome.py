@@ -1,0 +1,68 @@
+"""Which end of an attempt becomes which status and event: one pure function, `decide`.
+
+Only a trainer that ran and failed on its own counts against `--max-attempts`. A stop asked
+for by a kill file is `stopped`; an end the run did not cause (its worker was stopped, the
+job was cancelled, the trainer was killed from outside or its exit code was lost) is
+`interrupted`, and the next worker resumes it.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from .job import DONE, FAILED, INTERRUPTED, PENDING, STOPPED
+
+# Stop requests of the ones who own a machine or a job: scancel, shutdown, a closed terminal.
+# SIGKILL is not among them: with no stop asked for, it is usually the kernel's OOM killer,
+# which the run would meet again.
+OUTSIDE_STOPS = frozenset({signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", 1)})
+
+# Who asked a trainer to stop, as recorded in its exit record.
+BY_KILL_FILE, BY_WORKER, ORPHANED = "kill-file", "worker", "orphaned"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as its supervisor saw it."""
+
+    exit_code: int | None  # negative: killed by that signal; None: lost with its launcher
+    stop_reason: str | None = None  # a kill file asked for the stop, for this reason
+    interrupted: bool = False  # the worker was asked to stop, or died
+
+    @classmethod
+    def from_exit_record(cls, record: dict[str, Any], kill_reason: str | None) -> Outcome:
+        """The outcome of an attempt whose worker died before recording it."""
+        code = record.get("exit_code")
+        stop = record.get("stop")
+        exit_code = code if isinstance(code, int) else None
+        if stop == BY_KILL_FILE:
+            return cls(exit_code, stop_reason=kill_reason or "stopped")
+        return cls(exit_code, interrupted=stop in (BY_WORKER, ORPHANED))
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: str
+    event: str
+    failures: int
+
+    @property
+    def counts_as_failure(self) -> bool:
+        return self.event in ("attempt-failed", "failed")
+
+
+def decide(outcome: Outcome, failures: int, max_attempts: int) -> Decision:
+    """The status and event an attempt's end leads to; `failures` counts earlier failures."""
+    if outcome.stop_reason is not None:
+        return Decision(STOPPED, "stopped", failures)
+    if outcome.interrupted or outcome.exit_code is None:
+        return Decision(INTERRUPTED, "interrupted", failures)
+    if outcome.exit_code == 0:
+        return Decision(DONE, "done", failures)
+    if outcome.exit_code < 0 and -outcome.exit_code in OUTSIDE_STOPS:
+        return Decision(INTERRUPTED, "interrupted", failures)
+    if failures + 1 >= max_attempts:
+        return Decision(FAILED, "failed", failures + 1)
+    return Decision(PENDING, "attempt-failed", failures + 1)

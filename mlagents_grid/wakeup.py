@@ -1,0 +1,38 @@
+"""A wake-up call that a signal handler may make: no lock is taken on either side.
+
+`threading.Event.set` takes the event's lock. Called from a signal handler while the main
+thread is inside `Event.wait` or `clear` (holding that lock), it deadlocks: a worker hung
+this way for good when SLURM's `scancel` sent SIGTERM, and wrote nothing until SIGKILL. A
+socket pair is the classic self-pipe: `set` writes a byte, `wait` selects on the other end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+
+
+class Wakeup:
+    def __init__(self) -> None:
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
+
+    def set(self) -> None:
+        """Wake the waiter; from any thread or signal handler, any number of times."""
+        with contextlib.suppress(BlockingIOError, InterruptedError, OSError):
+            self._write.send(b"\0")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until `set` was called (since the last wait) or `timeout` passed."""
+        ready, _, _ = select.select([self._read], [], [], timeout)
+        woken = bool(ready)
+        with contextlib.suppress(BlockingIOError, InterruptedError, OSError):
+            while self._read.recv(4096):
+                pass
+        return woken
+
+    def close(self) -> None:
+        self._read.close()
+        self._write.close()
