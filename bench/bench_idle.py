@@ -15,6 +15,7 @@ import psutil
 from common import BIN, FAKE_TRAINER, Row, behavior, plan, start, trainer_env, write_curve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mlagents_grid.claims import Claimer
 from mlagents_grid.monitor import Monitor
 from mlagents_grid.queue import Queue
 from tests.board import Board
@@ -56,10 +57,11 @@ def hundred_run_poll(root: Path) -> tuple[float, int, float]:
     """One monitor pass over 100 running runs: TensorBoard (time, requests) and --logdir."""
     stop = '{tag: "Environment/Cumulative Reward", step: 1000000, min: 1}'
     queue = Queue(plan(root, behavior(10, stop), POLL_RUNS))
-    claims = [queue.claim("bench") for _ in range(POLL_RUNS)]
+    claimer = Claimer(queue, "bench", max_attempts=1)
+    claims = [claimer.next() for _ in range(POLL_RUNS)]
     for claim in claims:
         assert claim is not None
-        queue.save(claim, status="running")
+        queue.start_attempt(claim, attempts=1)
         write_curve(root / "results" / claim.job.run_id / "3DBall", [5.0] * 10)
     board = Board(root / "results")
     board.start()
