@@ -31,6 +31,20 @@ def claim_order(statuses: dict[str, str | None], order: dict[str, int]) -> list[
     return first + [r for r in ranked if statuses[r] not in TAKEN_OVER]
 
 
+def _unrecorded(record: dict[str, Any], state: JobState) -> bool:
+    """Whether an exit record tells of an attempt whose end the run's state does not know.
+
+    Its worker died after the trainer ended (the state says running that attempt), or
+    even before it recorded the start (the record is one attempt ahead).
+    """
+    attempt = record.get("attempt")
+    if not isinstance(attempt, int):
+        return False
+    if state.status == RUNNING and attempt == state.attempts:
+        return True
+    return attempt == state.attempts + 1
+
+
 class Claimer:
     """Claims for one worker; keeps a cursor so a claim costs a few file checks.
 
@@ -144,19 +158,19 @@ class Claimer:
                 self.notes.append(f"{run_id}: {path} was unreadable; kept as {kept.name}, retrying")
         if claim.state.status in FINAL:
             return None
-        if claim.state.status == RUNNING:
-            record = self.queue.read_exit(run_id)
-            if record is not None and record.get("attempt") == claim.state.attempts:
-                return self._settle_exit(claim, record)
+        record = self.queue.read_exit(run_id)
+        if record is not None and _unrecorded(record, claim.state):
+            return self._settle_exit(claim, record)
         reason = self.queue.kill_reason(run_id)
         if reason is not None:
             self.queue.settle_stop_request(claim, reason, self.worker)
             return None
         return claim
 
-    def _settle_exit(self, claim: Claim, record: dict[str, object]) -> Claim | None:
+    def _settle_exit(self, claim: Claim, record: dict[str, Any]) -> Claim | None:
         """The trainer ended but its worker died before writing it down: record it now."""
         run_id = claim.job.run_id
+        claim.state.attempts = int(record["attempt"])
         outcome = Outcome.from_exit_record(record, self.queue.kill_reason(run_id))
         decision = decide(outcome, claim.state.failures, self.max_attempts)
         ended = record.get("time")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import shlex
@@ -23,7 +24,14 @@ from .planner import (
     settle_sweep,
 )
 from .queue import DEFAULT_QUEUE_ROOT, Queue, resolve_queue, worker_identity
-from .worker import DEFAULT_MAX_ATTEMPTS, Worker, WorkerOptions, trainer_command
+from .worker import (
+    DEFAULT_MAX_ATTEMPTS,
+    Worker,
+    WorkerOptions,
+    resume_mode,
+    trainer_argv,
+    trainer_command,
+)
 
 
 def _run(prog: str, body: Callable[[], int]) -> int:
@@ -225,6 +233,46 @@ def stop_command(argv: Sequence[str] | None = None) -> int:
 
 def stop_main() -> None:
     sys.exit(_run("grid-stop", stop_command))
+
+
+# -- grid-show --------------------------------------------------------------------------
+def show_command(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="grid-show",
+        description="Print a run's trainer config as mlagents-learn will get it, or the "
+        "command a worker would run for it now.",
+    )
+    _queue_argument(parser)
+    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument(
+        "--command",
+        action="store_true",
+        help="print the command line instead (--resume/--force as a worker would decide now)",
+    )
+    parser.add_argument("--trainer", metavar="CMD", help="as for grid-worker")
+    args = parser.parse_args(argv)
+    queue = resolve_queue(args.queue)
+    run_ids = queue.sweep.run_ids
+    if args.run_id not in set(run_ids):
+        close = difflib.get_close_matches(args.run_id, run_ids, n=3, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else f"run ids are {run_ids[0]} ..."
+        raise GridError(f"{queue.root}: no run {args.run_id!r} in this sweep ({hint})")
+    job = queue.job(args.run_id)
+    if not args.command:
+        print(queue.render_config(job), end="")
+        return 0
+    try:
+        trainer = trainer_command(args.trainer)
+    except GridError:
+        trainer = shlex.split(args.trainer or os.environ.get("GRID_TRAINER") or "mlagents-learn")
+    mode = resume_mode(queue, job.run_id)
+    port = queue.port_for(0)
+    print(shlex.join(trainer_argv(trainer, queue, job.run_id, port, mode)))
+    return 0
+
+
+def show_main() -> None:
+    sys.exit(_run("grid-show", show_command))
 
 
 # -- grid-worker ------------------------------------------------------------------------

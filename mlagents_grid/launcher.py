@@ -41,6 +41,9 @@ REQUEST_SIZE = 1 << 20  # a trainer's command line and folder
 REPLY_SIZE = 1 << 12  # a pid, an exit code or an error line
 # How often the launcher notes a running trainer's descendants (found later as orphans).
 REMEMBER_EVERY = 5.0
+# How long orphaned trainers may finish on their own before they are stopped: a trainer that
+# ends within it (one that was exiting as its worker died) is recorded as it ended.
+ORPHAN_SETTLE = 0.5
 
 
 @dataclass
@@ -84,6 +87,7 @@ class Supervisor:
 
     def __init__(self) -> None:
         self.trainers: dict[int, Trainer] = {}
+        self.wake_at: float | None = None  # one more time to wake at (see ORPHAN_SETTLE)
 
     def start(self, request: dict[str, Any], stdout: int, lock_fd: int | None) -> Trainer:
         popen = subprocess.Popen(
@@ -130,6 +134,8 @@ class Supervisor:
         """Seconds until the next escalation or descendant check."""
         now = time.monotonic()
         deadlines = [d for t in self.trainers.values() if (d := t.deadline()) is not None]
+        if self.wake_at is not None and self.wake_at > now:
+            deadlines.append(self.wake_at)
         return max(0.0, min([now + REMEMBER_EVERY, *deadlines]) - now)
 
     def ended(self, pid: int, code: int | None, adopter: int) -> tuple[Trainer, int] | None:
@@ -169,16 +175,20 @@ def _serve(sock: socket.socket) -> NoReturn:
         signal.set_wakeup_fd(wake_write)
         signal.signal(signal.SIGCHLD, _ignore)
         supervisor = Supervisor()
-        connected = True
-        while connected or supervisor.trainers:
-            watched = [sock.fileno(), wake_read] if connected else [wake_read]
+        orphaned_at: float | None = None
+        while orphaned_at is None or supervisor.trainers:
+            watched = [wake_read] if orphaned_at is not None else [sock.fileno(), wake_read]
             ready, _, _ = select.select(watched, [], [], supervisor.timeout())
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_read, 4096)
             _reap(sock, supervisor)
+            if orphaned_at is not None and time.monotonic() >= orphaned_at + ORPHAN_SETTLE:
+                # The worker is gone: each trainer gets its one SIGINT and the usual escalation.
+                supervisor.stop_all(ORPHANED)
             supervisor.tick()
-            if connected and sock.fileno() in ready:
-                connected = _handle(sock, supervisor)
+            if orphaned_at is None and sock.fileno() in ready and not _handle(sock, supervisor):
+                orphaned_at = time.monotonic()
+                supervisor.wake_at = orphaned_at + ORPHAN_SETTLE
         os._exit(0)
     except BaseException:
         os._exit(1)
@@ -188,8 +198,6 @@ def _handle(sock: socket.socket, supervisor: Supervisor) -> bool:
     """One message from the worker; False when the worker is gone."""
     message, fds, _, _ = socket.recv_fds(sock, REQUEST_SIZE, 2)
     if not message:
-        # The worker is gone: each trainer gets its one SIGINT and the usual escalation.
-        supervisor.stop_all(ORPHANED)
         return False
     try:
         request = json.loads(message)

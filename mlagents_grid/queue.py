@@ -200,7 +200,12 @@ class Queue:
         """
         for path in (self.paths.final_file(run_id), self.paths.state_file(run_id)):
             try:
-                return JobState.from_dict(read_json(path, RETRY))
+                state = JobState.from_dict(read_json(path, RETRY))
+                if state.run_id != run_id:
+                    raise ValueError(f"it names run {state.run_id!r}")
+                if (state.status in FINAL) != (path.parent == self.paths.final_dir):
+                    raise ValueError(f"status {state.status!r} in {path.parent.name}/")
+                return state
             except FileNotFoundError:
                 continue
             except (TypeError, ValueError) as exc:
@@ -328,13 +333,16 @@ class Queue:
         with contextlib.suppress(FileNotFoundError):
             self.paths.state_file(claim.job.run_id).unlink()
 
-    def write_config(self, job: Job) -> Path:
+    def render_config(self, job: Job) -> str:
+        """The run's trainer config, as mlagents-learn gets it."""
         if self._template is None:
             self._template = yaml.safe_load(self.paths.template_file.read_text("utf-8"))
-        path = self.paths.config_file(job.run_id)
         config = build_config(self._template, job.assignments)
-        text = yaml.dump(config, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
-        write_atomic(path, text, durable=False)  # rewritten at every attempt
+        return str(yaml.dump(config, Dumper=_DUMPER, sort_keys=False, allow_unicode=True))
+
+    def write_config(self, job: Job) -> Path:
+        path = self.paths.config_file(job.run_id)
+        write_atomic(path, self.render_config(job), durable=False)  # rewritten at every attempt
         return path
 
     # -- stop requests ----------------------------------------------------------

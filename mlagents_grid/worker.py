@@ -76,6 +76,45 @@ def trainer_command(given: str | None) -> list[str]:
     return [found, *command[1:]]
 
 
+def resume_mode(queue: Queue, run_id: str) -> str | None:
+    """--resume when every behavior has a checkpoint, --force over partial results."""
+    results = queue.run_results(run_id)
+    if results.is_dir():
+        folders = queue.sweep.behavior_folders
+        if folders and all((results / f / "checkpoint.pt").is_file() for f in folders):
+            return "--resume"
+        return "--force"
+    return "--force" if queue.sweep.force else None
+
+
+def trainer_argv(
+    trainer: list[str],
+    queue: Queue,
+    run_id: str,
+    port: int,
+    mode: str | None,
+    device: str | None = None,
+) -> list[str]:
+    """The command a worker runs for an attempt of `run_id` on `port`."""
+    sweep = queue.sweep
+    command = [
+        *trainer,
+        str(queue.paths.config_file(run_id).absolute()),
+        "--run-id",
+        run_id,
+        "--results-dir",
+        sweep.results_dir,
+        "--base-port",
+        str(port),
+    ]
+    if mode:
+        command.append(mode)
+    command += sweep.trainer_args
+    if device is not None:
+        command += ["--torch-device", f"cuda:{device}"]
+    return command
+
+
 class StartError(Exception):
     """The trainer could not be started: the worker's trouble, never the run's."""
 
@@ -179,36 +218,6 @@ class Worker:
         return self.queue.port_for(self.slot)
 
     # -- one run ----------------------------------------------------------------
-    def _mode(self, run_id: str) -> str | None:
-        """--resume when every behavior has a checkpoint, --force over partial results."""
-        results = self.queue.run_results(run_id)
-        if results.is_dir():
-            folders = self.queue.sweep.behavior_folders
-            if folders and all((results / f / "checkpoint.pt").is_file() for f in folders):
-                return "--resume"
-            return "--force"
-        return "--force" if self.queue.sweep.force else None
-
-    def _command(self, config: Path, run_id: str, mode: str | None) -> list[str]:
-        sweep = self.queue.sweep
-        command = [
-            *self.options.trainer,
-            str(config.absolute()),
-            "--run-id",
-            run_id,
-            "--results-dir",
-            sweep.results_dir,
-            "--base-port",
-            str(self.port),
-        ]
-        if mode:
-            command.append(mode)
-        command += sweep.trainer_args
-        if self.options.gpus:
-            device = self.options.gpus[self.slot % len(self.options.gpus)]
-            command += ["--torch-device", f"cuda:{device}"]
-        return command
-
     def _run(self, claim: Claim) -> None:
         run_id = claim.job.run_id
         try:
@@ -235,9 +244,11 @@ class Worker:
     def _attempt(self, claim: Claim) -> tuple[Outcome, str]:
         run_id = claim.job.run_id
         attempt = claim.state.attempts + 1
-        mode = self._mode(run_id)
-        config = self.queue.write_config(claim.job)
-        command = self._command(config, run_id, mode)
+        mode = resume_mode(self.queue, run_id)
+        self.queue.write_config(claim.job)
+        gpus = self.options.gpus
+        device = gpus[self.slot % len(gpus)] if gpus else None
+        command = trainer_argv(self.options.trainer, self.queue, run_id, self.port, mode, device)
         log_path = self.queue.paths.log_file(run_id)
         offset = log_path.stat().st_size if log_path.exists() else 0
         log = open_log(

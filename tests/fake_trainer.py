@@ -10,7 +10,9 @@ Options: step_delay (s per tick), curve ({behavior or "*": [value per tick]}), c
 code after the first tick), crash_times (crash only on the first N starts), hang, ignore_sigint,
 spawn_child, port_in_use (bind --base-port for real; fail like Unity when taken),
 checkpoint_every (ticks), sigint_delay (s spent saving after SIGINT), ledger_ticks (a ledger
-line per tick, for latency benchmarks).
+line per tick, for latency benchmarks), kill_launcher (SIGKILL its parent, the worker's launcher,
+after the first tick of its first start), kill_worker_at_end (SIGKILL its worker, the parent of
+its parent, once trained, then exit 0; first start only).
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ def previous_starts(run_id: str) -> int:
             entry = json.loads(line)
             count += entry.get("run_id") == run_id and entry.get("event") == "start"
     return count
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -222,6 +229,9 @@ def main() -> int:
                     flush=True,
                 )
         ticks += 1
+        if options.get("kill_launcher") and ticks == 1 and previous_starts(args.run_id) == 1:
+            ledger({"event": "kill-launcher", "run_id": args.run_id, "target": os.getppid()})
+            os.kill(os.getppid(), signal.SIGKILL)
         if options.get("ledger_ticks"):
             ledger({"event": "tick", "run_id": args.run_id, "step": behaviors[0].step})
         if "crash" in options and previous_starts(args.run_id) <= int(
@@ -239,6 +249,8 @@ def main() -> int:
     for behavior in behaviors:
         (behavior.folder / f"{behavior.folder.name}.onnx").write_bytes(b"onnx")
     del held
+    if options.get("kill_worker_at_end") and previous_starts(args.run_id) == 1:
+        os.kill(parent_of(os.getppid()), signal.SIGKILL)
     finish("end", 0)
     return 0
 
