@@ -107,6 +107,7 @@ class Guard:
             self.interrupts += 1
         self.remember_descendants()
         self._interrupt()
+        wake_main_thread()
         return True
 
     def wait_for_stop(self) -> None:
@@ -177,6 +178,19 @@ def _raise_in_main_thread(exc_type: type[BaseException]) -> None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(
             ctypes.c_ulong(main_id), ctypes.py_object(exc_type)
         )
+
+
+def wake_main_thread() -> None:
+    """Windows: end a wait of the main thread (sleep, pipe read) so it sees the interrupt.
+
+    interrupt_main() only sets a flag, read when the main thread next runs bytecode; a real
+    Ctrl-C also sets the event that Windows Python's blocking waits in the main thread watch.
+    """
+    if sys.platform == "win32":
+        with contextlib.suppress(Exception):
+            sigint_event = ctypes.pythonapi._PyOS_SigintEvent
+            sigint_event.restype = ctypes.c_void_p
+            ctypes.windll.kernel32.SetEvent(ctypes.c_void_p(sigint_event()))
 
 
 def hold_lock(path: str) -> FileLock | None:

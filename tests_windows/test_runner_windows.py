@@ -4,6 +4,8 @@ results folder has a space in its path."""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,16 @@ def test_hold_refuses_a_second_runner(
 
 def test_completion_returns_the_trainer_exit_code(runners: support.Runners, results: Path) -> None:
     support.completion_exit_code(runners, results, 3)
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="the wake-up is Windows Python's SIGINT event")
+def test_stop_wakes_a_trainer_blocked_in_a_wait(runners: support.Runners, results: Path) -> None:
+    """interrupt_main() alone would wait for the 600 s sleep to end."""
+    trainer = runners.start(results, trainer_args=["--block"])
+    trainer.wait_training()
+    started = time.monotonic()
+    trainer.send(b"stop\n")
+    output = trainer.finish(30)
+    assert trainer.process.returncode == 0, output
+    assert "Learning was interrupted" in output
+    assert time.monotonic() - started < 20

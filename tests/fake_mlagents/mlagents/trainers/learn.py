@@ -4,7 +4,8 @@ Like ML-Agents' learn.main it reads sys.argv. It writes to RESULTS_DIR/RUN_ID/:
 pid (its pid, once training), child.pid (--spawn-child), step (the step counter),
 checkpoint.txt (the step saved on KeyboardInterrupt) and interrupts.txt (how many arrived).
 Options beyond mlagents-learn's are for the tests: --steps, --exit-code, --ignore-interrupt
-(catch KeyboardInterrupt and keep training), --ignore-exit (also catch SystemExit).
+(catch KeyboardInterrupt and keep training), --ignore-exit (also catch SystemExit), --block
+(each step is one long sleep, as a trainer blocked waiting for its environment).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--spawn-child", action="store_true")
     parser.add_argument("--ignore-interrupt", action="store_true")
     parser.add_argument("--ignore-exit", action="store_true")
+    parser.add_argument("--block", action="store_true", help="each step sleeps 600 s")
     args, _unknown = parser.parse_known_args(sys.argv[1:])
     return args
 
@@ -52,7 +54,7 @@ def main() -> None:
         try:
             step += 1
             (out / "step").write_text(str(step))
-            time.sleep(args.step_delay)
+            time.sleep(600 if args.block else args.step_delay)
         except ignored as exc:
             interrupts += 1
             (out / "interrupts.txt").write_text(str(interrupts))
