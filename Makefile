@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test lint demo bench clean mlagents
+.PHONY: test lint demo bench clean mlagents test-windows
 
 $(BIN)/grid-plan: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ lint: $(BIN)/grid-plan
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The tests_windows/ tier inside a real Windows CPython under Wine (installs wine with apt-get
+# if needed; the Windows Python is cached in ~/.cache/mlagents-grid-windows).
+test-windows:
+	bash scripts/test-windows.sh $(PYTEST_ARGS)
 
 # The real ML-Agents stack, in its own environment (.venv-mlagents, Python 3.11).
 mlagents:

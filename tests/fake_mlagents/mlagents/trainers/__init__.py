@@ -1,0 +1,1 @@
+"""See learn.py."""

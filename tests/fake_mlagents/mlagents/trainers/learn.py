@@ -1,0 +1,77 @@
+"""A fake mlagents-learn entry point: "trains" until stopped, saves a checkpoint on Ctrl-C.
+
+Like ML-Agents' learn.main it reads sys.argv. It writes to RESULTS_DIR/RUN_ID/:
+pid (its pid, once training), child.pid (--spawn-child), step (the step counter),
+checkpoint.txt (the step saved on KeyboardInterrupt) and interrupts.txt (how many arrived).
+Options beyond mlagents-learn's are for the tests: --steps, --exit-code, --ignore-interrupt
+(catch KeyboardInterrupt and keep training), --ignore-exit (also catch SystemExit), --block
+(each step is one long sleep, as a trainer blocked waiting for its environment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="mlagents-learn")
+    parser.add_argument("config", nargs="?")
+    parser.add_argument("--run-id", default="ppo")
+    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--steps", type=int, default=0, help="0: until stopped")
+    parser.add_argument("--step-delay", type=float, default=0.02)
+    parser.add_argument("--exit-code", type=int, default=0)
+    parser.add_argument("--spawn-child", action="store_true")
+    parser.add_argument("--ignore-interrupt", action="store_true")
+    parser.add_argument("--ignore-exit", action="store_true")
+    parser.add_argument("--block", action="store_true", help="each step sleeps 600 s")
+    args, _unknown = parser.parse_known_args(sys.argv[1:])
+    return args
+
+
+def main() -> None:
+    args = _parse()
+    out = Path(args.results_dir) / args.run_id
+    out.mkdir(parents=True, exist_ok=True)
+    if args.spawn_child:
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(600)"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        (out / "child.pid").write_text(str(child.pid))
+    ignored = (BaseException,) if args.ignore_exit else (KeyboardInterrupt,)
+    step = 0
+    interrupts = 0
+    (out / "pid").write_text(str(os.getpid()))
+    while not args.steps or step < args.steps:
+        try:
+            step += 1
+            (out / "step").write_text(str(step))
+            time.sleep(600 if args.block else args.step_delay)
+        except ignored as exc:
+            interrupts += 1
+            (out / "interrupts.txt").write_text(str(interrupts))
+            if args.ignore_interrupt or args.ignore_exit:
+                print(f"fake trainer: ignoring {type(exc).__name__}", flush=True)
+                continue
+            (out / "checkpoint.txt").write_text(str(step))
+            print("Learning was interrupted. Please wait while the graph is generated.", flush=True)
+            # Stay a moment: a second interrupt would arrive here and be counted.
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                try:
+                    time.sleep(0.05)
+                except KeyboardInterrupt:
+                    interrupts += 1
+                    (out / "interrupts.txt").write_text(str(interrupts))
+            return
+    (out / "checkpoint.txt").write_text(str(step))
+    if args.exit_code:
+        sys.exit(args.exit_code)

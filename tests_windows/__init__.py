@@ -1,0 +1,1 @@
+"""Tests run inside a Windows CPython under Wine; see conftest.py."""
