@@ -141,7 +141,7 @@ def test_an_orphan_ignoring_sigint_is_escalated_by_the_launcher_after_its_worker
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
     killed_at = time.monotonic()
-    gone, alive = psutil.wait_procs([trainer, child], timeout=3 + 5 + ESCALATION_MARGIN)
+    _, alive = psutil.wait_procs([trainer, child], timeout=3 + 5 + ESCALATION_MARGIN)
     assert not alive, f"alive {time.monotonic() - killed_at:.1f}s after the worker died: {alive}"
     sweep.wait_for(lambda: sweep.statuses() == {"grid-0": "interrupted"}, timeout=10)
     record = sweep.queue.read_exit("grid-0")
