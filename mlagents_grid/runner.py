@@ -31,19 +31,13 @@ from typing import Any
 import psutil
 from filelock import FileLock, Timeout
 
-KILL_AFTER = 5.0  # seconds from the terminate step to the kill step
+from .trainer import KILL, TERM_GRACE, TERMINATE, StopSequence
+
+KILL_AFTER = TERM_GRACE  # seconds from the terminate step to the kill step
 EXIT_BUSY = 75  # --hold: another runner holds the lock (EX_TEMPFAIL)
 EXIT_TERMINATED = 143  # as a shell reports SIGTERM
 EXIT_KILLED = 137  # as a shell reports SIGKILL
 STOP_LINE = "stop"
-TERMINATE = "terminate"
-KILL = "kill"
-
-
-def escalation(grace: float, kill_after: float = KILL_AFTER) -> list[tuple[float, str]]:
-    """Each step and how many seconds after the stop request it is due."""
-    grace = max(0.0, grace)
-    return [(grace, TERMINATE), (grace + max(0.0, kill_after), KILL)]
 
 
 def split_lines(pending: bytes, data: bytes) -> tuple[list[str], bytes]:
@@ -128,11 +122,15 @@ class Guard:
         self.wait_for_stop()
         self.request_stop()
         assert self.stop_requested_at is not None
-        for due, step in escalation(self.grace, self.kill_after):
-            time.sleep(max(0.0, self.stop_requested_at + due - time.monotonic()))
-            if step == TERMINATE:
+        # The one stop sequence (trainer.py); the interrupt above was its first step.
+        sequence = StopSequence(max(0.0, self.grace), term_grace=max(0.0, self.kill_after))
+        sequence.ask(self.stop_requested_at)
+        while (deadline := sequence.deadline()) is not None:
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            action = sequence.due(time.monotonic())
+            if action == TERMINATE:
                 self.terminate()
-            else:
+            elif action == KILL:
                 self.kill()
 
     def remember_descendants(self) -> list[psutil.Process]:

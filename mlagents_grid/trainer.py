@@ -34,6 +34,7 @@ class StopSequence:
     """When to interrupt, terminate and kill: asked once, escalated on a clock."""
 
     grace: float
+    term_grace: float = TERM_GRACE
     asked_at: float | None = None
     terminated_at: float | None = None
     killed_at: float | None = None
@@ -62,7 +63,7 @@ class StopSequence:
                 self.terminated_at = now
                 return TERMINATE
             return None
-        if now >= self.terminated_at + TERM_GRACE:
+        if now >= self.terminated_at + self.term_grace:
             self.killed_at = now
             return KILL
         return None
@@ -73,7 +74,7 @@ class StopSequence:
             return None
         if self.terminated_at is None:
             return self.asked_at + self.grace
-        return self.terminated_at + TERM_GRACE
+        return self.terminated_at + self.term_grace
 
 
 @dataclass(frozen=True)

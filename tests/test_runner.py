@@ -31,11 +31,6 @@ def results(tmp_path: Path) -> Path:
 
 
 # -- pure logic -------------------------------------------------------------------------
-def test_escalation_schedule() -> None:
-    assert runner.escalation(10) == [(10, "terminate"), (10 + runner.KILL_AFTER, "kill")]
-    assert runner.escalation(-1, kill_after=2) == [(0, "terminate"), (2, "kill")]
-
-
 def test_split_lines_keeps_the_unfinished_line() -> None:
     assert runner.split_lines(b"", b"st") == ([], b"st")
     assert runner.split_lines(b"st", b"op\r\nx\nsto") == (["stop", "x"], b"sto")
