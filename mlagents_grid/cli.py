@@ -21,6 +21,7 @@ from .planner import (
     validate_with_mlagents,
 )
 from .queue import DEFAULT_QUEUE_ROOT, Queue, Sweep, resolve_queue, worker_identity
+from .seeds import with_seeds
 from .worker import Worker, WorkerOptions, trainer_command
 
 REFUSED_TRAINER_ARGS = ("--resume", "--force")
@@ -82,6 +83,13 @@ def _plan_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_RUNS,
         help=f"refuse grids larger than N runs (default: {DEFAULT_MAX_RUNS:,})",
     )
+    parser.add_argument(
+        "--seeds",
+        metavar="K",
+        default="1",
+        help="train every grid point K times with env_settings.seed = the config's seed "
+        "(or 0) plus 0..K-1 (default: 1, the config's own seed)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the runs, write nothing")
     parser.add_argument(
         "--force",
@@ -124,10 +132,11 @@ def plan(argv: Sequence[str] | None = None) -> int:
                 f"{name}: grid-worker decides --resume/--force for each run; drop it "
                 "(use grid-plan --force to overwrite existing results)"
             )
+    seeds = _positive_int(args.seeds, "--seeds")
     config_path = Path(args.config)
     document = load_document(config_path)
     prefix = args.run_id if args.run_id is not None else config_path.stem
-    the_plan = plan_document(document, str(config_path), prefix)
+    the_plan = with_seeds(plan_document(document, str(config_path), prefix), seeds)
     if the_plan.count > args.max_runs:
         raise GridError(
             f"{config_path}: {the_plan.count:,} runs ({the_plan.describe_dimensions()}) exceed "
@@ -161,7 +170,7 @@ def plan(argv: Sequence[str] | None = None) -> int:
         print(f"{the_plan.count} runs ({the_plan.describe_dimensions()}); dry run: nothing written")
         return 0
 
-    run_ids = [f"{prefix}-{i}" for i in range(the_plan.count)]
+    run_ids = the_plan.run_ids()
     existing = sorted(set(run_ids).intersection(_listdir(results)), key=run_ids.index)
     if existing and not args.force:
         shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
@@ -185,6 +194,7 @@ def plan(argv: Sequence[str] | None = None) -> int:
             for d in the_plan.dimensions
         ],
         run_ids=run_ids,
+        seeds=seeds,
     )
     queue = Queue(queue_dir)
     queue.create(the_plan, sweep)

@@ -102,11 +102,19 @@ class Sweep:
     dimensions: list[dict[str, Any]]
     run_ids: list[str]
     format: int = FORMAT
+    seeds: int = 1  # runs per grid point (grid-plan --seeds)
 
     @property
     def behavior_folders(self) -> list[str]:
         """ML-Agents writes `Soccer?team=0` under `Soccer`."""
         return list(dict.fromkeys(name.split("?")[0] for name in self.behaviors))
+
+    def to_json(self) -> str:
+        """The manifest; `seeds` only when above 1, so one seed writes what it always did."""
+        data = asdict(self)
+        if self.seeds == 1:
+            del data["seeds"]
+        return json.dumps(data, indent=1)
 
 
 @dataclass(frozen=True)
@@ -118,26 +126,32 @@ class Job:
     values: dict[str, dict[str, Any]]
     assignments: tuple[tuple[Path_, Any], ...]
     conditions: tuple[StopCondition, ...]
+    point: int = 0  # the grid point; without --seeds it is the run's index
+    seed: int | None = None  # the env_settings.seed that --seeds gave this run
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "run_id": self.run_id,
-                "index": self.index,
-                "values": self.values,
-                "assignments": [[list(path), value] for path, value in self.assignments],
-                "conditions": [c.to_dict() for c in self.conditions],
-            }
-        )
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "index": self.index,
+            "values": self.values,
+            "assignments": [[list(path), value] for path, value in self.assignments],
+            "conditions": [c.to_dict() for c in self.conditions],
+        }
+        if self.seed is not None:  # one seed per point keeps the job file it always had
+            data.update(point=self.point, seed=self.seed)
+        return json.dumps(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
+        seed = data.get("seed")
         return cls(
             run_id=str(data["run_id"]),
             index=int(data["index"]),
             values=data["values"],
             assignments=tuple((tuple(path), value) for path, value in data["assignments"]),
             conditions=tuple(StopCondition.from_dict(c) for c in data["conditions"]),
+            point=int(data.get("point", data["index"])),
+            seed=None if seed is None else int(seed),
         )
 
 
@@ -329,7 +343,15 @@ class Queue:
         try:
             with open(staging / "config_info.txt", "w", encoding="utf-8") as info:
                 for run in plan.runs():
-                    job = Job(run.run_id, run.index, run.values, run.assignments, run.conditions)
+                    job = Job(
+                        run.run_id,
+                        run.index,
+                        run.values,
+                        run.assignments,
+                        run.conditions,
+                        run.point,
+                        run.seed,
+                    )
                     # Raw descriptors: file creation is most of the cost of a 100,000-run plan.
                     fd = os.open(f"{run.run_id}.json", _CREATE, 0o644, dir_fd=jobs)
                     try:
@@ -340,7 +362,7 @@ class Queue:
         finally:
             os.close(jobs)
         (staging / "events.jsonl").touch()
-        (staging / "sweep.json").write_text(json.dumps(asdict(sweep), indent=1), "utf-8")
+        (staging / "sweep.json").write_text(sweep.to_json(), "utf-8")
 
     # -- reading ----------------------------------------------------------------
     @property
@@ -544,11 +566,20 @@ class Queue:
         with contextlib.suppress(FileNotFoundError):
             self.state_file(claim.job.run_id).unlink()
 
-    def write_config(self, job: Job) -> Path:
+    @property
+    def template(self) -> Any:
+        """The trainer config every run shares, before its values are set."""
         if self._template is None:
-            self._template = yaml.safe_load((self.root / "template.yaml").read_text("utf-8"))
+            path = self.root / "template.yaml"
+            try:
+                self._template = yaml.safe_load(path.read_text("utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                raise GridError(f"{path}: unreadable ({exc}); re-plan the sweep") from None
+        return self._template
+
+    def write_config(self, job: Job) -> Path:
         path = self.config_file(job.run_id)
-        config = build_config(self._template, job.assignments)
+        config = build_config(self.template, job.assignments)
         write_atomic(path, yaml.dump(config, Dumper=_DUMPER, sort_keys=False, allow_unicode=True))
         return path
 

@@ -17,6 +17,7 @@ from .errors import GridError
 from .metrics import DEFAULT_METRIC, cached_latest, tensorboard_run
 from .planner import format_value
 from .queue import FINAL, RUNNING, STATUSES, JobState, Queue
+from .seeds import run_seed
 
 
 def collect(queue: Queue, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
@@ -40,9 +41,11 @@ def collect(queue: Queue, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
                 else JobState(run_id)
             )
             row.update(asdict(state))
-            row["values"] = queue.job(run_id).values
+            job = queue.job(run_id)
+            row.update(values=job.values, point=job.point)
+            row["seed"] = run_seed(job, None if job.seed is not None else queue.template)
         except GridError as exc:
-            row.update(status="unreadable", error=str(exc), values={})
+            row.update(status="unreadable", error=str(exc), values={}, point=None, seed=None)
         row["config"] = str(queue.config_file(run_id))
         row["log"] = str(queue.log_file(run_id))
         points = {b: latest.get(tensorboard_run(run_id, b)) for b in folders}
