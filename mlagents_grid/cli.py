@@ -434,7 +434,8 @@ def report_command(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="grid-report",
-        description="Rank the runs by score, show which values matter, and plot the curves.",
+        description="Rank the grid points by score over their seeds, show which values matter, "
+        "and plot the curves.",
     )
     _queue_argument(parser)
     parser.add_argument(
@@ -448,6 +449,11 @@ def report_command(argv: Sequence[str] | None = None) -> int:
         help=f"a run's score is the mean of its last K points (default: {report.DEFAULT_LAST})",
     )
     parser.add_argument("--out", metavar="DIR", help="output folder (default: <queue>/report)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the ranked grid points as JSON on stdout, nothing else (files still written)",
+    )
     args = parser.parse_args(argv)
     if args.last < 1:
         raise GridError(f"--last: must be at least 1, got {args.last}")
@@ -458,9 +464,12 @@ def report_command(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         raise GridError(f"--out {out}: cannot create it ({exc.strerror})") from None
     paths = report.write_report(queue, out, args.metric, args.last)
-    for line in report.summary_lines(paths.results, args.metric, args.last):
+    if args.json:
+        print(json.dumps(report.point_records(paths.points), indent=1))
+        return 0
+    for line in report.summary_lines(paths.points, args.metric, args.last):
         print(line)
-    print(f"\n  {paths.markdown}\n  {paths.csv}\n  {paths.plot}")
+    print(f"\n  {paths.markdown}\n  {paths.csv}\n  {paths.runs}\n  {paths.plot}")
     return 0
 
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from scipy import stats
 
 from mlagents_grid import cli
 from mlagents_grid.queue import Queue
+from mlagents_grid.ranking import rank, score_point, ties, verdict
 
 from .conftest import SEED_3DBALL, SEED_CONFIG_INFO, run_cli, tree, write
+from .sweep import Sweep
 from .test_planner import GOALIE_STRIKER
 
 TWO_POINTS = """\
@@ -165,3 +173,140 @@ def test_bad_seeds_exit_2_with_one_line_and_write_nothing(
     assert result.err.startswith("grid-plan: ") and expected in result.err, result.err
     assert len(result.err.strip().splitlines()) == 1
     assert tree(workdir) == before
+
+
+# -- ranking grid points -----------------------------------------------------------------
+# Each run writes two points: FIRST then LAST. --last 1 scores LAST; --last 2 their mean.
+LAST: dict[int, list[float]] = {0: [1, 2, 3, 4], 1: [10, 11, 12, 14], 2: [9, 10.5, 12.5, 13]}
+FIRST: dict[int, list[float]] = {0: LAST[0], 1: [v + 10 for v in LAST[1]], 2: LAST[2]}
+
+
+def expected_point(scores: list[float]) -> dict[str, float]:
+    """What the README promises, computed here with scipy independently of the tool."""
+    interval = stats.bootstrap(
+        (np.asarray(scores, dtype=float),),
+        np.mean,
+        confidence_level=0.95,
+        n_resamples=9999,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    return {
+        "ci_low": float(interval.low),
+        "ci_high": float(interval.high),
+        "iqm": float(stats.trim_mean(scores, 0.25)),
+    }
+
+
+@pytest.fixture
+def seeded_sweep(new_sweep: Callable[..., Sweep], tmp_path: Path) -> Sweep:
+    runs = {
+        f"grid-{point}-s{k}": {"curve": {"*": [FIRST[point][k], LAST[point][k]]}}
+        for point in LAST
+        for k in range(4)
+    }
+    sweep = new_sweep(
+        tmp_path,
+        runs=3,
+        ticks=2,
+        options={"default": {"step_delay": 0.0}, "runs": runs},
+        plan_args=("--seeds", "4"),
+    )
+    workers = [sweep.start_worker() for _ in range(3)]
+    for worker in workers:
+        assert worker.wait(timeout=90) == 0, sweep.output(worker)
+    return sweep
+
+
+def report_json(sweep: Sweep, *argv: str) -> tuple[list[dict[str, Any]], Path]:
+    out = sweep.root / f"report{'-'.join(argv)}"
+    result = run_cli(
+        cli.report_command,
+        "grid-report",
+        ["--queue", str(sweep.queue.root), "--out", str(out), "--json", *argv],
+    )
+    assert result.code == 0, result.err
+    return json.loads(result.out), out  # stdout holds the JSON and nothing else
+
+
+def test_points_rank_by_seed_means_with_scipy_intervals_and_ties(seeded_sweep: Sweep) -> None:
+    # --last 1: points 1 and 2 overlap, point 0 is far below.
+    points, out = report_json(seeded_sweep, "--last", "1")
+    assert [p["point"] for p in points] == [1, 2, 0]
+    assert points[0]["mean"] == pytest.approx((10 + 11 + 12 + 14) / 4)
+    assert points[1]["mean"] == pytest.approx((9 + 10.5 + 12.5 + 13) / 4)
+    assert points[2]["mean"] == pytest.approx((1 + 2 + 3 + 4) / 4)
+    for record in points:
+        scores = LAST[record["point"]]
+        expected = expected_point(scores)
+        assert record["ci_low"] == pytest.approx(expected["ci_low"])
+        assert record["ci_high"] == pytest.approx(expected["ci_high"])
+        assert record["iqm"] == pytest.approx(expected["iqm"])
+        assert record["seeds"] == 4
+        assert record["runs"]["done"] == 4
+        assert record["values"] == {"environment_parameters": {"index": record["point"]}}
+        assert record["run_ids"] == [f"grid-{record['point']}-s{k}" for k in range(4)]
+    best, second, last = points
+    # The designed data does what the test claims: 1 and 2 overlap, 0 overlaps neither.
+    assert second["ci_high"] >= best["ci_low"] and last["ci_high"] < best["ci_low"]
+    assert [p["tied"] for p in points] == [True, True, False]
+    rows = list(csv.DictReader((out / "leaderboard.csv").open()))
+    assert [(r["point"], r["tied"], r["seeds"]) for r in rows] == [
+        ("1", "yes", "4"),
+        ("2", "yes", "4"),
+        ("0", "no", "4"),
+    ]
+    assert float(rows[0]["ci_low"]) == pytest.approx(best["ci_low"], rel=1e-3)
+    markdown = (out / "report.md").read_text()
+    assert "**1 point is tied with the best (grid-1): their 95% intervals overlap; " in markdown
+    assert "| 3 | grid-0 | 0 | 2.5 | [" in markdown
+
+    # --last 2: point 1 gained 10 on its first point and is now clearly separated.
+    points, out = report_json(seeded_sweep, "--last", "2")
+    means = {p["point"]: p["mean"] for p in points}
+    assert [p["point"] for p in points] == [1, 2, 0]
+    for point, first in FIRST.items():
+        scores = [(a + b) / 2 for a, b in zip(first, LAST[point], strict=True)]
+        assert means[point] == pytest.approx(sum(scores) / 4)
+        assert points[[p["point"] for p in points].index(point)]["ci_low"] == pytest.approx(
+            expected_point(scores)["ci_low"]
+        )
+    assert [p["tied"] for p in points] == [False, False, False]
+    markdown = (out / "report.md").read_text()
+    assert (
+        "**Point grid-1 is the best, separated from every other point by its 95% interval.**"
+        in markdown
+    )
+    png = (out / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_interval_needs_two_seeds_and_iqm_four() -> None:
+    assert score_point(0, [5.0]).ci is None and score_point(0, [5.0]).iqm is None
+    three = score_point(1, [1.0, 2.0, 6.0])
+    assert three.ci is not None and three.iqm is None
+    assert three.mean == pytest.approx(3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # identical scores: a point interval, no warning
+        same = score_point(2, [1.1, 1.1, 1.1, 1.1])
+    assert same.ci == pytest.approx((1.1, 1.1)) and same.iqm == pytest.approx(1.1)
+
+
+def test_ties_and_verdicts_on_known_intervals() -> None:
+    ranked = rank(
+        [
+            score_point(0, [1.0, 2.0]),
+            score_point(1, []),
+            score_point(2, [10.0, 11.0, 12.0]),
+            score_point(3, [7.0]),
+        ]
+    )
+    assert [p.point for p in ranked] == [2, 3, 0, 1]  # by mean; no scored seed: last
+    tied = ties(ranked)
+    assert tied == {2: False, 3: None, 0: False, 1: None}
+    assert verdict(ranked, tied, "g-2").startswith(
+        "Point g-2 is separated by its 95% interval from every point that has one; 1 point has "
+    )
+    one_seed = rank([score_point(0, [3.0]), score_point(1, [4.0])])
+    assert "one seed per point" in verdict(one_seed, ties(one_seed), "g-1")
+    assert ties(one_seed) == {0: None, 1: None}
