@@ -464,6 +464,14 @@ def report_command(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         raise GridError(f"--out {out}: cannot create it ({exc.strerror})") from None
     paths = report.write_report(queue, out, args.metric, args.last)
+    try:
+        report.write_hparams(queue, paths.results, args.metric)
+    except OSError as exc:
+        print(
+            f"grid-report: warning: HParams dashboard not updated: {exc}; check that the "
+            "results folder is writable",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(report.point_records(paths.points), indent=1))
         return 0

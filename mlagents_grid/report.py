@@ -21,7 +21,7 @@ import yaml
 
 from .metrics import EventFileSource, Scalar, tensorboard_run
 from .planner import format_value
-from .queue import STATUSES, Job, JobState, Queue
+from .queue import PENDING, STATUSES, Job, JobState, Queue
 from .ranking import CONFIDENCE, IQM_MIN_SEEDS, RESAMPLES, PointScore, rank, score_point
 from .ranking import ties as find_ties
 from .ranking import verdict as ranking_verdict
@@ -484,6 +484,18 @@ def write_report(queue: Queue, out: Path, metric: str, last: int) -> ReportFiles
     write_markdown(files.markdown, queue, points, metric, last)
     plot(files.plot, points, behaviors, metric)
     return files
+
+
+def write_hparams(queue: Queue, results: list[RunResult], metric: str) -> None:
+    """The HParams dashboard with every started run's status and score (hparams.py)."""
+    from . import hparams
+
+    hparams.write_experiment(queue, metric)
+    for result in results:
+        if result.state.status != PENDING:
+            hparams.write_session(
+                queue, result.job, result.state.status, result.score, result.steps
+            )
 
 
 def summary_lines(points: list[PointResult], metric: str, last: int, top: int = 5) -> list[str]:

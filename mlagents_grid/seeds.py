@@ -16,7 +16,7 @@ from .queue import Job
 RANDOM_SEED = -1  # ML-Agents' default: draw a seed at random
 
 
-def _fixed(seed: Any) -> int | None:
+def fixed_seed(seed: Any) -> int | None:
     """A seed that fixes the run's randomness; None for unset, -1 or not a number."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed == RANDOM_SEED:
         return None
@@ -26,7 +26,7 @@ def _fixed(seed: Any) -> int | None:
 def config_seed(template: Any) -> int | None:
     """The config's env_settings.seed, or None when it is unset or -1 (a random seed)."""
     env = template.get("env_settings") if isinstance(template, dict) else None
-    return _fixed(env.get("seed") if isinstance(env, dict) else None)
+    return fixed_seed(env.get("seed") if isinstance(env, dict) else None)
 
 
 def seed_values(base: int | None, k: int) -> tuple[int, ...]:
@@ -58,7 +58,7 @@ def run_seed(job: Job, template: Any) -> int | None:
     if job.seed is not None:
         return job.seed
     swept = [value for path, value in job.assignments if path == SEED_PATH]
-    return _fixed(swept[0]) if swept else config_seed(template)
+    return fixed_seed(swept[0]) if swept else config_seed(template)
 
 
 def point_assignments(job: Job) -> tuple[tuple[Path_, Any], ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -12,13 +13,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 import yaml
 from scipy import stats
 
-from mlagents_grid import cli
+from mlagents_grid import cli, hparams
 from mlagents_grid.queue import Queue
 from mlagents_grid.ranking import rank, score_point, ties, verdict
 
+from .board import Board
 from .conftest import SEED_3DBALL, SEED_CONFIG_INFO, run_cli, tree, write
 from .sweep import Sweep
 from .test_planner import GOALIE_STRIKER
@@ -310,3 +313,86 @@ def test_ties_and_verdicts_on_known_intervals() -> None:
     one_seed = rank([score_point(0, [3.0]), score_point(1, [4.0])])
     assert "one seed per point" in verdict(one_seed, ties(one_seed), "g-1")
     assert ties(one_seed) == {0: None, 1: None}
+
+
+# -- the HParams dashboard -----------------------------------------------------------------
+def post(board: Board, route: str, body: dict[str, Any]) -> Any:
+    response = requests.post(
+        f"{board.url}/data/plugin/hparams/{route}", data=json.dumps(body), timeout=10
+    )
+    assert response.status_code == 200, response.text[:500]
+    return response.json()
+
+
+def test_hparams_dashboard_lists_every_key_and_one_session_per_run(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = new_sweep(  # 2 values of beta x 1 of index = 2 points, x 2 seeds = 4 runs
+        tmp_path,
+        runs=1,
+        ticks=3,
+        extra="default_settings:\n  hyperparameters:\n    beta: {opt_values: [0.5, 1]}\n",
+        options={"default": {"step_delay": 0.0, "curve": {"*": [1, 2, 3]}}},
+        plan_args=("--seeds", "2"),
+    )
+    queue = sweep.queue
+    # A run that starts shows up at once, as the worker will write it.
+    first = queue.job("grid-0-s0")
+    folder = hparams.write_session(queue, first, "running")
+    assert folder == tmp_path / "results" / "grid-0-s0"
+    hparams.write_session(queue, first, "running")  # replaces, never piles up
+    assert len([p for p in folder.iterdir() if p.name.endswith(hparams.SUFFIX)]) == 1
+    sweep.stop("grid-1-s1", reason="by test")  # final without ever training
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    report = run_cli(cli.report_command, "grid-report", ["--queue", str(queue.root)])
+    assert report.code == 0, report.err
+    scores = {
+        row["run_id"]: row["score"]
+        for row in csv.DictReader((queue.root / "report" / "runs.csv").open())
+    }
+
+    board = Board(tmp_path / "results")
+    try:
+        board.start()
+        request = {
+            "experimentName": "",
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_RUNNING"],
+            "colParams": [],
+            "startIndex": 0,
+            "sliceSize": 100,
+        }
+        deadline = time.monotonic() + 60
+        groups: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            groups = post(board, "session_groups", request).get("sessionGroups", [])
+            trained = [g for g in groups if g["name"] != "grid-1-s1"]
+            if len(groups) == 4 and all(len(g["metricValues"]) == 2 for g in trained):
+                break
+            time.sleep(0.5)
+        experiment = post(board, "experiment", {"experimentName": ""})
+    finally:
+        board.stop()
+
+    infos = {info["name"]: info for info in experiment["hparamInfos"]}
+    assert set(infos) == {"3DBall.beta", "environment_parameters.index", "seed", "status"}
+    assert infos["3DBall.beta"]["domainDiscrete"] == [0.5, 1.0]
+    assert infos["environment_parameters.index"]["domainDiscrete"] == [0.0]
+    assert infos["seed"]["domainDiscrete"] == [0.0, 1.0]
+    metrics = {(m["name"]["group"], m["name"]["tag"]) for m in experiment["metricInfos"]}
+    assert metrics == {("3DBall", "Environment/Cumulative Reward"), ("", "grid/score")}
+
+    sessions = {s["name"]: (g, s) for g in groups for s in g["sessions"]}
+    assert sorted(sessions) == queue.sweep.run_ids
+    for run_id, (group, _) in sessions.items():
+        job = queue.job(run_id)
+        assert group["hparams"]["seed"] == job.seed
+        assert group["hparams"]["3DBall.beta"] == job.values["3DBall"]["beta"]
+        assert group["hparams"]["environment_parameters.index"] == 0
+        assert job.point == [0.5, 1].index(group["hparams"]["3DBall.beta"])
+        expected = "stopped" if run_id == "grid-1-s1" else "done"
+        assert group["hparams"]["status"] == expected
+        found = {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in group["metricValues"]}
+        if expected == "done":
+            assert found[("", "grid/score")] == pytest.approx(float(scores[run_id]))
+            assert found[("3DBall", "Environment/Cumulative Reward")] == 3.0
