@@ -21,9 +21,11 @@ from .planner import (
     config_info_line,
     load_document,
     plan_document,
+    positive_int,
     settle_sweep,
 )
 from .queue import DEFAULT_QUEUE_ROOT, Queue, resolve_queue, worker_identity
+from .seeds import with_seeds
 from .worker import (
     DEFAULT_MAX_ATTEMPTS,
     Worker,
@@ -90,6 +92,13 @@ def _plan_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_RUNS,
         help=f"refuse grids larger than N runs (default: {DEFAULT_MAX_RUNS:,})",
     )
+    parser.add_argument(
+        "--seeds",
+        metavar="K",
+        default="1",
+        help="train every grid point K times with env_settings.seed = the config's seed "
+        "(or 0) plus 0..K-1 (default: 1, the config's own seed)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the runs, write nothing")
     parser.add_argument(
         "--force",
@@ -104,7 +113,8 @@ def plan(argv: Sequence[str] | None = None) -> int:
     config_path = Path(args.config)
     document = load_document(config_path)
     prefix = args.run_id if args.run_id is not None else config_path.stem
-    the_plan = plan_document(document, str(config_path), prefix)
+    seeds = positive_int(args.seeds, "--seeds")
+    the_plan = with_seeds(plan_document(document, str(config_path), prefix), seeds)
     request = SweepRequest(
         config=config_path,
         trainer_args=trainer_args,
@@ -404,7 +414,8 @@ def report_command(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="grid-report",
-        description="Rank the runs by score, show which values matter, and plot the curves.",
+        description="Rank the grid points by score over their seeds, show which values matter, "
+        "and plot the curves.",
     )
     _queue_argument(parser)
     parser.add_argument(
@@ -418,6 +429,11 @@ def report_command(argv: Sequence[str] | None = None) -> int:
         help=f"a run's score is the mean of its last K points (default: {report.DEFAULT_LAST})",
     )
     parser.add_argument("--out", metavar="DIR", help="output folder (default: <queue>/report)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the ranked grid points as JSON on stdout, nothing else (files still written)",
+    )
     args = parser.parse_args(argv)
     if args.last < 1:
         raise GridError(f"--last: must be at least 1, got {args.last}")
@@ -428,9 +444,20 @@ def report_command(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         raise GridError(f"--out {out}: cannot create it ({exc.strerror})") from None
     paths = report.write_report(queue, out, args.metric, args.last)
-    for line in report.summary_lines(paths.results, args.metric, args.last):
+    try:
+        report.write_hparams(queue, paths.results, args.metric)
+    except OSError as exc:
+        print(
+            f"grid-report: warning: HParams dashboard not updated: {exc}; check that the "
+            "results folder is writable",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(json.dumps(report.point_records(paths.points), indent=1))
+        return 0
+    for line in report.summary_lines(paths.points, args.metric, args.last):
         print(line)
-    print(f"\n  {paths.markdown}\n  {paths.csv}\n  {paths.plot}")
+    print(f"\n  {paths.markdown}\n  {paths.csv}\n  {paths.runs}\n  {paths.plot}")
     return 0
 
 

@@ -24,26 +24,32 @@ class Job:
     values: dict[str, dict[str, Any]]
     assignments: tuple[tuple[Path_, Any], ...]
     conditions: tuple[StopCondition, ...]
+    point: int = 0  # the grid point; without --seeds it is the run's index
+    seed: int | None = None  # the env_settings.seed that --seeds gave this run
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "run_id": self.run_id,
-                "index": self.index,
-                "values": self.values,
-                "assignments": [[list(path), value] for path, value in self.assignments],
-                "conditions": [c.to_dict() for c in self.conditions],
-            }
-        )
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "index": self.index,
+            "values": self.values,
+            "assignments": [[list(path), value] for path, value in self.assignments],
+            "conditions": [c.to_dict() for c in self.conditions],
+        }
+        if self.seed is not None:  # one seed per point keeps the job file it always had
+            data.update(point=self.point, seed=self.seed)
+        return json.dumps(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
+        seed = data.get("seed")
         return cls(
             run_id=str(data["run_id"]),
             index=int(data["index"]),
             values=data["values"],
             assignments=tuple((tuple(path), value) for path, value in data["assignments"]),
             conditions=tuple(StopCondition.from_dict(c) for c in data["conditions"]),
+            point=int(data.get("point", data["index"])),
+            seed=None if seed is None else int(seed),
         )
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import json
 import math
 import re
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,6 +44,7 @@ REFUSED_TRAINER_ARGS = ("--resume", "--force")
 # A real trainer config has a few hundred nodes; YAML aliases can make millions.
 MAX_NODES = 200_000
 RUN_ID_RE = re.compile(r"^[^/\\\x00-\x1f.][^/\\\x00-\x1f]{0,199}$")
+SEED_PATH = ("env_settings", "seed")
 
 Path_ = tuple[str | int, ...]
 
@@ -64,6 +66,8 @@ class PlannedRun:
     assignments: tuple[tuple[Path_, Any], ...]
     values: dict[str, dict[str, Any]]
     conditions: tuple[StopCondition, ...]
+    point: int = 0
+    seed: int | None = None  # set only with --seeds > 1; it is also the last assignment
 
 
 @dataclass
@@ -77,31 +81,65 @@ class Plan:
     conditions: tuple[StopCondition, ...]
     behaviors: tuple[str, ...]
     warnings: list[str] = field(default_factory=list)
+    # --seeds: each grid point is trained with seed_values[k], k = 0..len-1; () means once,
+    # with the config's own seed, exactly as planned before seeds existed.
+    seed_values: tuple[int, ...] = ()
+
+    @property
+    def points(self) -> int:
+        return math.prod(len(d.values) for d in self.dimensions)
 
     @property
     def count(self) -> int:
-        return math.prod(len(d.values) for d in self.dimensions)
+        return self.points * max(1, len(self.seed_values))
 
     def describe_dimensions(self) -> str:
-        if not self.dimensions:
-            return "no swept keys"
-        return " x ".join(f"{d.owner}.{d.name} ({len(d.values)})" for d in self.dimensions)
+        swept = " x ".join(f"{d.owner}.{d.name} ({len(d.values)})" for d in self.dimensions)
+        seeds = f"{len(self.seed_values)} seeds" if self.seed_values else ""
+        return " x ".join(filter(None, (swept, seeds))) or "no swept keys"
+
+    def run_ids(self) -> list[str]:
+        """The run ids in run order (point-major), without building the runs."""
+        if not self.seed_values:
+            return [f"{self.prefix}-{point}" for point in range(self.points)]
+        return [
+            seeded_run_id(self.prefix, point, k)
+            for point in range(self.points)
+            for k in range(len(self.seed_values))
+        ]
 
     def runs(self) -> Iterator[PlannedRun]:
         combos = itertools.product(*(d.values for d in self.dimensions))
-        for index, combo in enumerate(combos):
+        index = 0
+        for point, combo in enumerate(combos):
             values: dict[str, dict[str, Any]] = {}
             for dim, value in zip(self.dimensions, combo, strict=True):
                 values.setdefault(dim.owner, {})[dim.name] = value
-            yield PlannedRun(
-                index=index,
-                run_id=f"{self.prefix}-{index}",
-                assignments=tuple(
-                    (dim.path, value) for dim, value in zip(self.dimensions, combo, strict=True)
-                ),
-                values=values,
-                conditions=self.conditions,
+            assignments = tuple(
+                (dim.path, value) for dim, value in zip(self.dimensions, combo, strict=True)
             )
+            if not self.seed_values:
+                yield PlannedRun(
+                    index, f"{self.prefix}-{point}", assignments, values, self.conditions, point
+                )
+                index += 1
+                continue
+            for k, seed in enumerate(self.seed_values):
+                yield PlannedRun(
+                    index=index,
+                    run_id=seeded_run_id(self.prefix, point, k),
+                    assignments=(*assignments, (SEED_PATH, seed)),
+                    values=values,
+                    conditions=self.conditions,
+                    point=point,
+                    seed=seed,
+                )
+                index += 1
+
+
+def seeded_run_id(prefix: str, point: int, k: int) -> str:
+    """`3DBall-4-s1`: point 4, seed index 1; a valid file, run and TensorBoard name anywhere."""
+    return f"{prefix}-{point}-s{k}"
 
 
 def format_value(value: Any) -> str:
@@ -115,11 +153,16 @@ def format_value(value: Any) -> str:
 
 
 def config_info_line(run: PlannedRun) -> str:
-    """The seed's format: `3DBall-4 - 3DBall - beta: 0.002 - epsilon: 0.2`."""
+    """The seed's format: `3DBall-4 - 3DBall - beta: 0.002 - epsilon: 0.2`.
+
+    With --seeds, the run's env_settings.seed ends the line: `... - epsilon: 0.2 - seed: 1`.
+    """
     parts = [run.run_id]
     for owner, named in run.values.items():
         parts.append(owner)
         parts.extend(f"{name}: {format_value(value)}" for name, value in named.items())
+    if run.seed is not None:
+        parts.append(f"seed: {run.seed}")
     return " - ".join(parts)
 
 
@@ -508,11 +551,19 @@ class Sweep:
     dimensions: list[dict[str, Any]]
     run_ids: list[str]
     format: int = SWEEP_FORMAT
+    seeds: int = 1  # runs per grid point (grid-plan --seeds)
 
     @property
     def behavior_folders(self) -> list[str]:
         """ML-Agents writes `Soccer?team=0` under `Soccer`."""
         return list(dict.fromkeys(name.split("?")[0] for name in self.behaviors))
+
+    def to_json(self) -> str:
+        """The manifest; `seeds` only when above 1, so one seed writes what it always did."""
+        data = asdict(self)
+        if self.seeds == 1:
+            del data["seeds"]
+        return json.dumps(data, indent=1)
 
 
 @dataclass(frozen=True)
@@ -563,7 +614,7 @@ def settle_sweep(
     num_envs_arg = _option_value(request.trainer_args, "--num-envs")
     if parsed is not None and "num_envs" in parsed:
         num_envs_arg = str(parsed["num_envs"]) if num_envs_arg or parsed["num_envs"] != 1 else None
-    num_envs = _positive_int(
+    num_envs = positive_int(
         num_envs_arg or _section_value(document, "env_settings", "num_envs") or 1,
         "--num-envs" if num_envs_arg else f"{source}: env_settings.num_envs",
     )
@@ -573,7 +624,7 @@ def settle_sweep(
     )
     if not results.is_absolute():
         results = Path(cwd) / results
-    base_port = _positive_int(
+    base_port = positive_int(
         request.base_port
         or _section_value(document, "env_settings", "base_port")
         or DEFAULT_BASE_PORT,
@@ -593,7 +644,8 @@ def settle_sweep(
         dimensions=[
             {"owner": d.owner, "name": d.name, "values": list(d.values)} for d in plan.dimensions
         ],
-        run_ids=[f"{plan.prefix}-{i}" for i in range(plan.count)],
+        run_ids=plan.run_ids(),
+        seeds=max(1, len(plan.seed_values)),
     )
     return sweep, notes
 
@@ -626,7 +678,7 @@ def _section_value(document: object, section: str, key: str) -> object:
     return body.get(key) if isinstance(body, dict) else None
 
 
-def _positive_int(value: object, where: str) -> int:
+def positive_int(value: object, where: str) -> int:
     try:
         number = int(str(value))
     except ValueError:

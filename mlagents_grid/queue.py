@@ -18,7 +18,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,15 @@ class Queue:
         try:
             with open(staging.config_info, "w", encoding="utf-8") as info:
                 for run in plan.runs():
-                    job = Job(run.run_id, run.index, run.values, run.assignments, run.conditions)
+                    job = Job(
+                        run.run_id,
+                        run.index,
+                        run.values,
+                        run.assignments,
+                        run.conditions,
+                        run.point,
+                        run.seed,
+                    )
                     # Raw descriptors: file creation is most of the cost of a 100,000-run plan.
                     fd = os.open(f"{run.run_id}.json", _CREATE, 0o644, dir_fd=jobs)
                     try:
@@ -164,7 +172,7 @@ class Queue:
         finally:
             os.close(jobs)
         staging.events_file.touch()
-        staging.sweep_file.write_text(json.dumps(asdict(sweep), indent=1), "utf-8")
+        staging.sweep_file.write_text(sweep.to_json(), "utf-8")
 
     # -- reading ----------------------------------------------------------------
     @property
@@ -333,11 +341,20 @@ class Queue:
         with contextlib.suppress(FileNotFoundError):
             self.paths.state_file(claim.job.run_id).unlink()
 
+    @property
+    def template(self) -> Any:
+        """The trainer config every run shares, before its values are set."""
+        if self._template is None:
+            path = self.paths.template_file
+            try:
+                self._template = yaml.safe_load(path.read_text("utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                raise GridError(f"{path}: unreadable ({exc}); re-plan the sweep") from None
+        return self._template
+
     def render_config(self, job: Job) -> str:
         """The run's trainer config, as mlagents-learn gets it."""
-        if self._template is None:
-            self._template = yaml.safe_load(self.paths.template_file.read_text("utf-8"))
-        config = build_config(self._template, job.assignments)
+        config = build_config(self.template, job.assignments)
         return str(yaml.dump(config, Dumper=_DUMPER, sort_keys=False, allow_unicode=True))
 
     def write_config(self, job: Job) -> Path:

@@ -1,8 +1,9 @@
-"""What the sweep found: runs ranked by score, which values matter, and the learning curves.
+"""What the sweep found: grid points ranked by score, which values matter, and the curves.
 
 A run's score for a behavior is the mean of the last K points of the primary metric; a
-run's score is the mean of its behaviors' scores. Runs without data have no score and rank
-last.
+run's score is the mean of its behaviors' scores. A grid point's score is the mean of its
+seeds' scores (runs without data do not count), with a 95% bootstrap interval from two
+scored seeds on (see ranking.py). Points without a scored seed rank last.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
-from .job import Job, JobState
+from .job import PENDING, STATUSES, Job, JobState
 from .metrics import EventFileSource, Scalar, tensorboard_run
 from .planner import format_value
 from .queue import Queue
+from .ranking import CONFIDENCE, IQM_MIN_SEEDS, RESAMPLES, PointScore, rank, score_point
+from .ranking import ties as find_ties
+from .ranking import verdict as ranking_verdict
+from .seeds import point_assignments
 
 DEFAULT_LAST = 5
 HIGHLIGHT = 3
@@ -49,7 +55,7 @@ def score_points(points: list[Scalar], last: int) -> float | None:
 
 
 def collect(queue: Queue, metric: str, last: int) -> list[RunResult]:
-    """Every run with its curves and scores, best first."""
+    """Every run with its curves and scores, best run first."""
     source = EventFileSource(Path(queue.sweep.results_dir))
     folders = queue.sweep.behavior_folders
     results = []
@@ -67,6 +73,59 @@ def collect(queue: Queue, metric: str, last: int) -> list[RunResult]:
     return results
 
 
+@dataclass
+class PointResult:
+    """A grid point: its seeds' runs, their combined score and whether it ties the best."""
+
+    name: str
+    runs: list[RunResult]
+    score: PointScore
+    tied: bool | None = None
+
+    @property
+    def point(self) -> int:
+        return self.score.point
+
+    @property
+    def job(self) -> Job:
+        """The point's first run: every seed of a point has the same values."""
+        return self.runs[0].job
+
+    def status_counts(self) -> dict[str, int]:
+        return {s: sum(r.state.status == s for r in self.runs) for s in STATUSES}
+
+    def runs_text(self) -> str:
+        counts = self.status_counts()
+        return ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+
+
+def group_points(results: list[RunResult], prefix: str) -> list[PointResult]:
+    """The runs gathered by grid point, best point first, with ties to the best marked."""
+    by_point: dict[int, list[RunResult]] = defaultdict(list)
+    for result in sorted(results, key=lambda r: r.job.index):
+        by_point[result.job.point].append(result)
+    points = {
+        point: PointResult(
+            name=f"{prefix}-{point}",
+            runs=runs,
+            score=score_point(point, [r.score for r in runs if r.score is not None]),
+        )
+        for point, runs in by_point.items()
+    }
+    ranked = rank([p.score for p in points.values()])
+    tied = find_ties(ranked)
+    for point in points.values():
+        point.tied = tied[point.point]
+    return [points[s.point] for s in ranked]
+
+
+def verdict(points: list[PointResult]) -> str:
+    """One sentence saying whether the sweep separated a winner."""
+    scores = [p.score for p in points]
+    ties = {p.point: p.tied for p in points}
+    return ranking_verdict(scores, ties, points[0].name if points else "")
+
+
 def _flat_values(job: Job) -> dict[str, Any]:
     return {
         f"{owner}.{key}": value
@@ -75,10 +134,14 @@ def _flat_values(job: Job) -> dict[str, Any]:
     }
 
 
+def _keys(points: list[PointResult]) -> list[str]:
+    return list(dict.fromkeys(k for p in points for k in _flat_values(p.job)))
+
+
 def best_config_snippet(job: Job) -> str:
     """The winning values placed where they go in a trainer config, ready to paste."""
     tree: dict[Any, Any] = {}
-    for path, value in job.assignments:
+    for path, value in point_assignments(job):
         node = tree
         for key in path[:-1]:
             node = node.setdefault(key, {})
@@ -86,17 +149,17 @@ def best_config_snippet(job: Job) -> str:
     return yaml.safe_dump(tree, sort_keys=False, allow_unicode=True)
 
 
-def parameter_table(results: list[RunResult]) -> dict[str, list[tuple[str, float, float, int]]]:
-    """For each swept key: (value, mean score, best score, scored runs) per value."""
+def parameter_table(points: list[PointResult]) -> dict[str, list[tuple[str, float, float, int]]]:
+    """For each swept key: (value, mean score, best score, scored points) per value."""
     table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     order: dict[str, list[str]] = defaultdict(list)
-    for result in sorted(results, key=lambda r: r.job.index):
-        for key, value in _flat_values(result.job).items():
+    for point in sorted(points, key=lambda p: p.point):
+        for key, value in _flat_values(point.job).items():
             text = format_value(value)
             if text not in order[key]:
                 order[key].append(text)
-            if result.score is not None:
-                table[key][text].append(result.score)
+            if point.score.mean is not None:
+                table[key][text].append(point.score.mean)
     return {
         key: [
             (
@@ -115,7 +178,72 @@ def _number(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
-def write_csv(path: Path, results: list[RunResult], behaviors: list[str]) -> None:
+def _tied_text(tied: bool | None) -> str:
+    return "" if tied is None else ("yes" if tied else "no")
+
+
+def point_records(points: list[PointResult]) -> list[dict[str, Any]]:
+    """The ranked points as `grid-report --json` prints them (null where there is no value)."""
+    return [
+        {
+            "rank": rank_,
+            "point": p.point,
+            "name": p.name,
+            "values": p.job.values,
+            "mean": p.score.mean,
+            "ci_low": None if p.score.ci is None else p.score.ci[0],
+            "ci_high": None if p.score.ci is None else p.score.ci[1],
+            "iqm": p.score.iqm,
+            "seeds": len(p.score.scores),
+            "tied": p.tied,
+            "runs": p.status_counts(),
+            "run_ids": [r.job.run_id for r in p.runs],
+        }
+        for rank_, p in enumerate(points, 1)
+    ]
+
+
+def write_leaderboard(path: Path, points: list[PointResult]) -> None:
+    """One row per grid point, best first."""
+    keys = _keys(points)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "rank",
+                "point",
+                *keys,
+                "mean",
+                "ci_low",
+                "ci_high",
+                "iqm",
+                "seeds",
+                "tied",
+                *[f"runs:{s}" for s in STATUSES],
+                "run_ids",
+            ]
+        )
+        for record, point in zip(point_records(points), points, strict=True):
+            values = _flat_values(point.job)
+            writer.writerow(
+                [
+                    record["rank"],
+                    point.point,
+                    *[format_value(values[k]) if k in values else "" for k in keys],
+                    _number(record["mean"]),
+                    _number(record["ci_low"]),
+                    _number(record["ci_high"]),
+                    _number(record["iqm"]),
+                    record["seeds"],
+                    _tied_text(point.tied),
+                    *record["runs"].values(),
+                    " ".join(record["run_ids"]),
+                ]
+            )
+
+
+def write_runs(path: Path, results: list[RunResult], behaviors: list[str]) -> None:
+    """One row per run, best run first: what each seed did."""
     keys = list(dict.fromkeys(k for r in results for k in _flat_values(r.job)))
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -123,6 +251,8 @@ def write_csv(path: Path, results: list[RunResult], behaviors: list[str]) -> Non
             [
                 "rank",
                 "run_id",
+                "point",
+                "seed",
                 "score",
                 *[f"score:{b}" for b in behaviors],
                 "status",
@@ -131,12 +261,14 @@ def write_csv(path: Path, results: list[RunResult], behaviors: list[str]) -> Non
                 *keys,
             ]
         )
-        for rank, result in enumerate(results, 1):
+        for rank_, result in enumerate(results, 1):
             values = _flat_values(result.job)
             writer.writerow(
                 [
-                    rank,
+                    rank_,
                     result.job.run_id,
+                    result.job.point,
+                    "" if result.job.seed is None else result.job.seed,
                     _number(result.score),
                     *[_number(result.behavior_scores.get(b)) for b in behaviors],
                     result.state.status,
@@ -147,92 +279,150 @@ def write_csv(path: Path, results: list[RunResult], behaviors: list[str]) -> Non
             )
 
 
+def _interval_text(point: PointResult) -> str:
+    ci = point.score.ci
+    return "-" if ci is None else f"[{_number(ci[0])}, {_number(ci[1])}]"
+
+
 def write_markdown(
-    path: Path, queue: Queue, results: list[RunResult], metric: str, last: int
+    path: Path, queue: Queue, points: list[PointResult], metric: str, last: int
 ) -> None:
-    keys = list(dict.fromkeys(k for r in results for k in _flat_values(r.job)))
+    keys = _keys(points)
     lines = [
         f"# Sweep report: {queue.sweep.prefix}",
         "",
         f"Score: the mean of the last {last} points of `{metric}` for each behavior, averaged "
-        "over the run's behaviors. Runs still training count with what they have; runs "
-        "without data rank last.",
+        "over the run's behaviors. A grid point's score is the mean over its seeds' scores; "
+        "runs still training count with what they have, seeds without data do not count, and "
+        "points without a scored seed rank last.",
         "",
-        "| rank | run | score | status | steps | " + " | ".join(keys) + " | stop reason |",
-        "|---:|---|---:|---|---:|" + "---|" * len(keys) + "---|",
+        f"Interval: the {CONFIDENCE:.0%} percentile bootstrap interval of that mean "
+        f"({RESAMPLES:,} resamples, fixed resampling seed), from 2 scored seeds; IQM: the "
+        f"interquartile mean of the seeds' scores, from {IQM_MIN_SEEDS}. A point is tied with "
+        "the best when their intervals overlap.",
+        "",
+        f"**{verdict(points)}**",
+        "",
+        "| rank | point | "
+        + " | ".join(keys)
+        + f" | mean | {CONFIDENCE:.0%} interval | IQM | seeds | tied with the best | runs |",
+        "|---:|---|" + "---|" * len(keys) + "---:|---|---:|---:|---|---|",
     ]
-    for rank, result in enumerate(results, 1):
-        values = _flat_values(result.job)
+    for rank_, point in enumerate(points, 1):
+        values = _flat_values(point.job)
         cells = [format_value(values[k]) if k in values else "" for k in keys]
         lines.append(
-            f"| {rank} | {result.job.run_id} | {_number(result.score)} | {result.state.status} "
-            f"| {result.steps} | " + " | ".join(cells) + f" | {result.state.stop_reason or ''} |"
+            f"| {rank_} | {point.name} | "
+            + " | ".join(cells)
+            + f" | {_number(point.score.mean) or '-'} | {_interval_text(point)} "
+            f"| {_number(point.score.iqm) or '-'} | {len(point.score.scores)} "
+            f"| {_tied_text(point.tied) or '-'} | {point.runs_text()} |"
         )
-    best = next((r for r in results if r.score is not None), None)
+    best = points[0] if points and points[0].score.mean is not None else None
     if best is not None:
         lines += [
             "",
-            f"## Best configuration: {best.job.run_id} (score {_number(best.score)})",
+            f"## Best configuration: {best.name} (score {_number(best.score.mean)})",
             "",
             "```yaml",
             best_config_snippet(best.job).rstrip(),
             "```",
         ]
     lines += ["", "## Which values matter", ""]
-    for key, rows in parameter_table(results).items():
+    for key, rows in parameter_table(points).items():
         lines += [
             f"### {key}",
             "",
-            "| value | mean score | best score | runs |",
+            "| value | mean score | best score | points |",
             "|---|---:|---:|---:|",
         ]
         lines += [f"| {v} | {_number(m)} | {_number(b)} | {n} |" for v, m, b, n in rows]
         lines.append("")
-    lines += ["![learning curves](curves.png)", ""]
+    lines += [
+        "## Runs",
+        "",
+        "| run | point | seed | score | status | steps | stop reason |",
+        "|---|---:|---:|---:|---|---:|---|",
+    ]
+    for point in points:
+        for result in point.runs:
+            seed = "" if result.job.seed is None else result.job.seed
+            lines.append(
+                f"| {result.job.run_id} | {point.name} | {seed} | {_number(result.score)} "
+                f"| {result.state.status} | {result.steps} | {result.state.stop_reason or ''} |"
+            )
+    lines += ["", "![learning curves](curves.png)", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def plot(path: Path, results: list[RunResult], behaviors: list[str], metric: str) -> None:
-    """One panel per behavior with every run's curve, plus a panel per swept key."""
+def seed_band(
+    curves: list[list[Scalar]],
+) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Steps, mean, min and max over a point's seeds, each seed interpolated within its range."""
+    curves = [c for c in curves if c]
+    steps = sorted({p.step for c in curves for p in c})
+    grid = np.asarray(steps, dtype=float)
+    rows = []
+    for curve in curves:
+        xs = np.asarray([p.step for p in curve], dtype=float)
+        row = np.interp(grid, xs, [p.value for p in curve])
+        row[(grid < xs[0]) | (grid > xs[-1])] = np.nan
+        rows.append(row)
+    if not rows:
+        return [], [], [], []
+    table = np.vstack(rows)
+    # Every step is some seed's own step, so no column is all-NaN.
+    return (
+        steps,
+        np.nanmean(table, axis=0).tolist(),
+        np.nanmin(table, axis=0).tolist(),
+        np.nanmax(table, axis=0).tolist(),
+    )
+
+
+def plot(path: Path, points: list[PointResult], behaviors: list[str], metric: str) -> None:
+    """Per behavior, each point's mean curve over its seeds with a min-max band; per key, bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    params = parameter_table(results)
+    params = parameter_table(points)
     columns = max(len(behaviors), len(params), 1)
     rows = 2 if params else 1
     figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.5 * rows), squeeze=False)
-    best = [r.job.run_id for r in results if r.score is not None][:HIGHLIGHT]
+    best = [p.point for p in points if p.score.mean is not None][:HIGHLIGHT]
     colors = plt.get_cmap("tab10")
     for column, behavior in enumerate(behaviors):
         ax = axes[0][column]
-        for result in sorted(results, key=lambda r: r.job.run_id in best):
-            points = result.curves.get(behavior, [])
-            if not points:
+        for point in sorted(points, key=lambda p: p.point in best):
+            steps, mean, low, high = seed_band([r.curves.get(behavior, []) for r in point.runs])
+            if not steps:
                 continue
-            steps = [p.step for p in points]
-            values = [p.value for p in points]
-            stopped = result.state.status == "stopped"
-            if result.job.run_id in best:
-                rank = best.index(result.job.run_id)
-                ax.plot(
-                    steps,
-                    values,
-                    color=colors(rank),
-                    linewidth=2.4,
-                    zorder=3,
-                    label=f"#{rank + 1} {result.job.run_id} ({_number(result.score)})",
-                )
-            else:
-                ax.plot(
-                    steps, values, color="0.65", linewidth=1, linestyle="--" if stopped else "-"
-                )
-            if stopped:
-                ax.plot(steps[-1], values[-1], marker="x", color="crimson", markersize=8, zorder=4)
+            color: Any = "0.65"
+            width, zorder, label = 1.0, 2, None
+            if point.point in best:
+                place = best.index(point.point)
+                color, width, zorder = colors(place), 2.4, 3
+                label = f"#{place + 1} {point.name} ({_number(point.score.mean)})"
+            ax.plot(steps, mean, color=color, linewidth=width, zorder=zorder, label=label)
+            if len(point.runs) > 1:
+                ax.fill_between(steps, low, high, color=color, alpha=0.18, linewidth=0)
+            for result in point.runs:
+                curve = result.curves.get(behavior, [])
+                if result.state.status == "stopped" and curve:
+                    ax.plot(
+                        curve[-1].step,
+                        curve[-1].value,
+                        marker="x",
+                        color="crimson",
+                        markersize=8,
+                        zorder=4,
+                    )
         ax.plot([], [], marker="x", color="crimson", linestyle="none", label="stopped early")
-        ax.plot([], [], color="0.65", label="other runs")
-        ax.set_title(f"{behavior}: {metric}")
+        ax.plot([], [], color="0.65", label="other points")
+        ax.fill_between([], [], [], color="0.65", alpha=0.18, label="min-max over seeds")
+        ax.set_title(f"{behavior}: {metric}, mean over seeds")
         ax.set_xlabel("step")
         ax.set_ylabel(metric.split("/")[-1])
         ax.grid(alpha=0.3)
@@ -247,14 +437,14 @@ def plot(path: Path, results: list[RunResult], behaviors: list[str], metric: str
                 range(len(table)),
                 [m if math.isfinite(m) else 0 for _, m, _, _ in table],
                 color="steelblue",
-                label="mean score",
+                label="mean point score",
             )
             ax.scatter(
                 range(len(table)),
                 [b if math.isfinite(b) else 0 for _, _, b, _ in table],
                 color="darkorange",
                 zorder=3,
-                label="best score",
+                label="best point score",
             )
             ax.set_xticks(range(len(table)), labels, rotation=20, fontsize=8)
             ax.set_title(f"score by {key}")
@@ -271,27 +461,51 @@ def plot(path: Path, results: list[RunResult], behaviors: list[str], metric: str
 @dataclass
 class ReportFiles:
     results: list[RunResult]
+    points: list[PointResult]
     markdown: Path
     csv: Path
+    runs: Path
     plot: Path
 
 
 def write_report(queue: Queue, out: Path, metric: str, last: int) -> ReportFiles:
     results = collect(queue, metric, last)
+    points = group_points(results, queue.sweep.prefix)
     behaviors = queue.sweep.behavior_folders
-    files = ReportFiles(results, out / "report.md", out / "leaderboard.csv", out / "curves.png")
-    write_csv(files.csv, results, behaviors)
-    write_markdown(files.markdown, queue, results, metric, last)
-    plot(files.plot, results, behaviors, metric)
+    files = ReportFiles(
+        results,
+        points,
+        out / "report.md",
+        out / "leaderboard.csv",
+        out / "runs.csv",
+        out / "curves.png",
+    )
+    write_leaderboard(files.csv, points)
+    write_runs(files.runs, results, behaviors)
+    write_markdown(files.markdown, queue, points, metric, last)
+    plot(files.plot, points, behaviors, metric)
     return files
 
 
-def summary_lines(results: list[RunResult], metric: str, last: int, top: int = 5) -> list[str]:
-    lines = [f"Top runs by the mean of the last {last} points of {metric}:"]
-    for rank, result in enumerate(results[:top], 1):
-        values = ", ".join(f"{k}={format_value(v)}" for k, v in _flat_values(result.job).items())
+def write_hparams(queue: Queue, results: list[RunResult], metric: str) -> None:
+    """The HParams dashboard with every started run's status and score (hparams.py)."""
+    from . import hparams
+
+    hparams.write_experiment(queue, metric)
+    for result in results:
+        if result.state.status != PENDING:
+            hparams.write_session(
+                queue, result.job, result.state.status, result.score, result.steps
+            )
+
+
+def summary_lines(points: list[PointResult], metric: str, last: int, top: int = 5) -> list[str]:
+    lines = [f"Top grid points by the mean over seeds of the last {last} points of {metric}:"]
+    for rank_, point in enumerate(points[:top], 1):
+        values = ", ".join(f"{k}={format_value(v)}" for k, v in _flat_values(point.job).items())
         lines.append(
-            f"  {rank}. {result.job.run_id:<14} {_number(result.score):>10}  "
-            f"{result.state.status:<8} {values}"
+            f"  {rank_}. {point.name:<14} {_number(point.score.mean) or '-':>10} "
+            f"{_interval_text(point):>22}  {point.runs_text():<18} {values}"
         )
+    lines.append(verdict(points))
     return lines

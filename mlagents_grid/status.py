@@ -18,6 +18,7 @@ from .job import FINAL, RUNNING, STATUSES, JobState
 from .metrics import DEFAULT_METRIC, cached_latest, tensorboard_run
 from .planner import format_value
 from .queue import Queue
+from .seeds import run_seed
 
 
 def collect(queue: Queue, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
@@ -41,9 +42,11 @@ def collect(queue: Queue, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
                 else JobState(run_id)
             )
             row.update(asdict(state))
-            row["values"] = queue.job(run_id).values
+            job = queue.job(run_id)
+            row.update(values=job.values, point=job.point)
+            row["seed"] = run_seed(job, None if job.seed is not None else queue.template)
         except GridError as exc:
-            row.update(status="unreadable", error=str(exc), values={})
+            row.update(status="unreadable", error=str(exc), values={}, point=None, seed=None)
         config = queue.paths.config_file(run_id)
         row["config"] = str(config) if config.exists() else None
         row["log"] = str(queue.paths.log_file(run_id))

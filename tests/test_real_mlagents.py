@@ -216,3 +216,49 @@ def test_two_behaviors_with_a_condition_on_one_of_them(
     for name in ("Goalie", "Striker"):
         assert checkpoint_and_model(sweep.results, "grid-1", name)
         assert checkpoint_and_model(sweep.results, "grid-0", name)
+
+
+def test_seeds_reach_the_real_trainer_configuration(
+    real: list[RealSweep | Board], tmp_path: Path, sim_learn: Path
+) -> None:
+    config = "behaviors:\n  3DBall:\n" + behavior("{opt_values: [0.003, 0.001]}", max_steps=2000)
+    (tmp_path / "grid.yaml").write_text(config)
+    planned = run_cli(
+        cli.plan,
+        "grid-plan",
+        [
+            str(tmp_path / "grid.yaml"),
+            "--queue",
+            str(tmp_path / "q"),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--seeds",
+            "2",
+        ],
+    )
+    assert planned.code == 0, planned.err
+    queue = Queue(tmp_path / "q")
+    assert queue.sweep.run_ids == ["grid-0-s0", "grid-0-s1", "grid-1-s0", "grid-1-s1"]
+    workers = [
+        subprocess.Popen(
+            [str(BIN / "grid-worker"), "--queue", str(queue.root), "--trainer", str(sim_learn)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for worker in workers:
+            assert worker.wait(timeout=600) == 0
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(timeout=10)
+    for index, run_id in enumerate(queue.sweep.run_ids):
+        assert queue.read_state(run_id).status == "done", queue.paths.log_file(run_id).read_text()
+        written = yaml.safe_load((tmp_path / "results" / run_id / "configuration.yaml").read_text())
+        assert written["env_settings"]["seed"] == index % 2 == queue.job(run_id).seed
+        hyper = written["behaviors"]["3DBall"]["hyperparameters"]
+        assert hyper["learning_rate"] == [0.003, 0.001][index // 2]

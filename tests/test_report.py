@@ -56,16 +56,34 @@ def test_report_ranks_scores_and_tabulates_values_exactly(
     assert result.code == 0, result.err
     assert "1. grid-1" in result.out and str(out / "curves.png") in result.out
 
-    rows = list(csv.DictReader((out / "leaderboard.csv").open()))
+    # One seed per point: a point is a run, so points rank as the runs did.
+    points = list(csv.DictReader((out / "leaderboard.csv").open()))
+    assert [r["run_ids"] for r in points] == ["grid-1", "grid-2", "grid-0", "grid-3"]
+    assert [r["point"] for r in points] == ["1", "2", "0", "3"]
+    assert [r["mean"] for r in points] == ["10", "7", "4", ""]
+    assert [r["seeds"] for r in points] == ["1", "1", "1", "0"]
+    assert [(r["ci_low"], r["ci_high"], r["iqm"], r["tied"]) for r in points] == [("",) * 4] * 4
+    assert [(r["runs:done"], r["runs:failed"], r["runs:stopped"]) for r in points] == [
+        ("1", "0", "0"),
+        ("0", "1", "0"),
+        ("1", "0", "0"),
+        ("0", "0", "1"),
+    ]
+    assert points[0]["3DBall.beta"] == "1" and points[0]["environment_parameters.index"] == "1"
+    rows = list(csv.DictReader((out / "runs.csv").open()))
     assert [r["run_id"] for r in rows] == ["grid-1", "grid-2", "grid-0", "grid-3"]
     assert [r["score"] for r in rows] == ["10", "7", "4", ""]
     assert [r["status"] for r in rows] == ["done", "failed", "done", "stopped"]
     assert [r["steps"] for r in rows] == ["6", "1", "6", "0"]
+    assert [(r["point"], r["seed"]) for r in rows] == [("1", ""), ("2", ""), ("0", ""), ("3", "")]
     assert rows[3]["stop_reason"] == "not needed"
     assert rows[0]["3DBall.beta"] == "1" and rows[0]["environment_parameters.index"] == "1"
 
     markdown = (out / "report.md").read_text()
     assert "mean of the last 5 points" in markdown
+    assert "No 95% intervals: one seed per point" in markdown and "--seeds" in markdown
+    assert "| 1 | grid-1 | 1 | 1 | 10 | - | - | 1 | - | 1 done |" in markdown
+    assert "| grid-3 | grid-3 |  |  | stopped | 0 | not needed |" in markdown
     snippet = markdown.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert yaml.safe_load(snippet) == {
         "behaviors": {"3DBall": {"hyperparameters": {"beta": 1}}},
@@ -87,7 +105,7 @@ def test_last_k_changes_the_score(new_sweep: Callable[..., Sweep], tmp_path: Pat
     )
     assert result.code == 0, result.err
     rows = list(csv.DictReader((sweep.queue.root / "report" / "leaderboard.csv").open()))
-    assert {r["run_id"]: r["score"] for r in rows}["grid-0"] == "5.5"
+    assert {r["run_ids"]: r["mean"] for r in rows}["grid-0"] == "5.5"
     bad = run_cli(
         cli.report_command, "grid-report", ["--queue", str(sweep.queue.root), "--last", "0"]
     )
@@ -135,7 +153,7 @@ def test_report_on_a_partial_sweep_with_two_behaviors(
     sweep.wait_for(lambda: sweep.statuses()["grid-1"] == "running")
     result = run_cli(cli.report_command, "grid-report", ["--queue", str(sweep.queue.root)])
     assert result.code == 0, result.err
-    rows = list(csv.DictReader((sweep.queue.root / "report" / "leaderboard.csv").open()))
+    rows = list(csv.DictReader((sweep.queue.root / "report" / "runs.csv").open()))
     assert rows[0]["run_id"] == "grid-1" and rows[0]["status"] == "running"
     assert (rows[0]["score"], rows[0]["score:Goalie"], rows[0]["score:Striker"]) == ("1", "1", "1")
     sweep.stop("grid-1")
