@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from .errors import GridError
@@ -117,6 +118,9 @@ class Claimer:
         if taken is None:
             return None
         lock, fd = taken
+        if self._trainer_lives(run_id):
+            lock.release()
+            return None
         try:
             claim = self._settle(run_id, Claim(self.queue.job(run_id), JobState(run_id), lock, fd))
         except GridError as exc:
@@ -129,6 +133,21 @@ class Claimer:
         if claim is None:
             lock.release()
         return claim
+
+    def _trainer_lives(self, run_id: str) -> bool:
+        """Whether a runner still holds the run's live lock (Windows: its worker died).
+
+        On POSIX the run's lock itself travels to the trainer; on Windows it cannot, so the
+        runner holds this second lock for as long as it lives.
+        """
+        live = self.queue.paths.live_file(run_id)
+        if not live.exists():
+            return False
+        taken = try_lock(live)
+        if taken is None:
+            return True
+        taken[0].release()
+        return False
 
     def _lock(self, run_id: str, probed: bool) -> tuple[Any, int] | None:
         """The run's lock; a lock lost to a reader's probe is tried again once it is done."""
@@ -202,23 +221,31 @@ class Claimer:
                 ).start()
 
     def _await_release(self, run_id: str, wake: Wakeup) -> None:
-        path = self.queue.paths.lock_file(run_id)
+        """Until the run's lock is free, and its runner's live lock too (Windows)."""
+        paths = self.queue.paths
         try:
-            if sys.platform == "win32":
-                taken = try_lock(path, timeout=1e9)
-                if taken is not None:
-                    taken[0].release()
-            else:
-                import fcntl
-
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                finally:
-                    os.close(fd)
+            _wait_for_lock(paths.lock_file(run_id))
+            if paths.live_file(run_id).exists():
+                _wait_for_lock(paths.live_file(run_id))
         except OSError:
             pass
         finally:
             self._awaited.discard(run_id)
             wake.set()
+
+
+def _wait_for_lock(path: Path) -> None:
+    """Block until nobody holds `path`'s lock (a blocking flock; filelock's wait on Windows)."""
+    if sys.platform == "win32":
+        taken = try_lock(path, timeout=1e9)
+        if taken is not None:
+            taken[0].release()
+        return
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

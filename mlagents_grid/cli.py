@@ -33,6 +33,7 @@ from .worker import (
     resume_mode,
     trainer_argv,
     trainer_command,
+    uses_runner,
 )
 
 
@@ -320,7 +321,12 @@ def worker_command(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--gpus", metavar="LIST", help="GPU indices, e.g. 0,1: each port slot gets one in turn"
     )
-    parser.add_argument("--console", action="store_true", help="echo trainer output here too")
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="echo trainer output here too (Windows: a console window per trainer, titled "
+        "with its run id)",
+    )
     _polling_argument(parser, "the worker should")
     args = parser.parse_args(argv)
     if args.max_attempts < 1:
@@ -339,6 +345,7 @@ def worker_command(argv: Sequence[str] | None = None) -> int:
         grace=args.grace,
         gpus=gpus,
         console=args.console,
+        runner=uses_runner(args.trainer),
         polling=args.polling,
     )
     return Worker(queue, options).run()

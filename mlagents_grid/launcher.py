@@ -74,7 +74,7 @@ def _become_subreaper() -> None:
 def _popen_options(new_console: bool) -> dict[str, Any]:
     """Popen options that start a trainer in a session (and process group) of its own."""
     if IS_WINDOWS:
-        # As the original did: a console of its own per run, unless its output is echoed here.
+        # --console: a console window of its own per run, as the original did.
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         if new_console:
             flags |= getattr(subprocess, "CREATE_NEW_CONSOLE", 0)
@@ -93,7 +93,8 @@ class Supervisor:
         popen = subprocess.Popen(
             list(request["argv"]),
             cwd=request["cwd"],
-            stdin=subprocess.DEVNULL,
+            # The runner's stdin is its stop channel (and its end is a stop): a pipe kept here.
+            stdin=subprocess.PIPE if request.get("runner") else subprocess.DEVNULL,
             stdout=stdout,
             stderr=subprocess.STDOUT,
             pass_fds=() if lock_fd is None or IS_WINDOWS else (lock_fd,),
@@ -347,7 +348,9 @@ class Launcher:
         on_end: Callable[[], None],
     ) -> TrainerHandle:
         assert self._local is not None
-        trainer = self._local.start(request, stdout, lock_fd)
+        # The trainer's copy of the lock, closed once its exit is recorded (as the launcher's).
+        own = os.dup(lock_fd) if lock_fd is not None else None
+        trainer = self._local.start(request, stdout, own)
         handle = TrainerHandle(trainer.pid, on_end)
 
         def wait() -> None:

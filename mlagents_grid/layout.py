@@ -7,6 +7,7 @@ events.jsonl          every transition, one JSON object per line
 jobs/<run>.json       what a run is: its values, config assignments and stop conditions
 locks/<run>.lock      held for as long as the run's trainer lives
 locks/<run>.probe     taken by whoever looks at a run's lock without claiming it
+locks/<run>.live      held by the trainer runner on Windows for as long as it lives
 state/<run>.json      a started run that is not final: running, interrupted, or pending a retry
 final/<run>.json      a final run: done, stopped or failed
 exits/<run>.json      how the run's last trainer ended, written by the process that reaped it
@@ -88,6 +89,9 @@ class Layout:
 
     def probe_file(self, run_id: str) -> Path:
         return self.lock_dir / f"{run_id}.probe"
+
+    def live_file(self, run_id: str) -> Path:
+        return self.lock_dir / f"{run_id}.live"
 
     def slot_file(self, host: str, slot: int) -> Path:
         return self.root / "slots" / f"{host}.{slot}.lock"

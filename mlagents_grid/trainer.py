@@ -129,7 +129,9 @@ class Trainer:
     def _do(self, action: str | None) -> str | None:
         if action == INTERRUPT:
             self.remember_descendants()
-            if IS_WINDOWS:
+            if self.popen is not None and self.popen.stdin is not None:
+                self._ask_runner()
+            elif IS_WINDOWS:
                 send_signal(self.pid, getattr(signal, "CTRL_BREAK_EVENT", signal.SIGINT))
             else:
                 signal_group(self.pid, signal.SIGINT)
@@ -138,6 +140,13 @@ class Trainer:
         elif action == KILL:
             self._escalate(getattr(signal, "SIGKILL", signal.SIGTERM))
         return action
+
+    def _ask_runner(self) -> None:
+        """The runner (runner.py) turns this line into Ctrl-C inside mlagents-learn."""
+        assert self.popen is not None and self.popen.stdin is not None
+        with contextlib.suppress(OSError, ValueError):
+            self.popen.stdin.write(b"stop\n")
+            self.popen.stdin.flush()
 
     def _escalate(self, signum: int) -> None:
         self.remember_descendants()

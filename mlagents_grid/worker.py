@@ -6,6 +6,7 @@ two of them from ever running the same run at once.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -23,13 +24,13 @@ from filelock import FileLock
 
 from .claims import Claimer
 from .errors import GridError
-from .job import DONE, FAILED, INTERRUPTED, STOPPED
+from .job import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
 from .launcher import Launcher, TrainerHandle
 from .outcome import BY_KILL_FILE, BY_WORKER, ORPHANED, Outcome, decide
 from .output import say
 from .queue import Claim, Queue, host_name, worker_identity
 from .slurm import slurm_label
-from .trainer import RunInfo, Trainer, open_log
+from .trainer import IS_WINDOWS, RunInfo, Trainer, open_log
 from .wakeup import Wakeup
 from .watch import POLL_INTERVAL, FolderWatch
 
@@ -44,6 +45,8 @@ LOG_TAIL_LINES = 20
 MAX_START_ERRORS = 3
 DEFAULT_MAX_ATTEMPTS = 3
 ORPHAN_POLL = 0.1
+# Set to 1 to start mlagents-learn through runner.py on any platform (always on Windows).
+RUNNER_ENV = "GRID_RUNNER"
 
 
 @dataclass
@@ -55,10 +58,44 @@ class WorkerOptions:
     gpus: list[str] = field(default_factory=list)
     console: bool = False
     polling: bool | None = None
+    # Windows: mlagents-learn runs inside runner.py, which a pipe stops (see runner.py).
+    runner: bool = False
+
+
+def uses_runner(given: str | None) -> bool:
+    """Windows, and the default trainer: mlagents-learn runs in-process in runner.py.
+
+    There no signal can make mlagents-learn save its model (it has no CTRL_BREAK handler,
+    and console events never arrive under Wine); the runner turns a line on a pipe into its
+    Ctrl-C instead. It needs mlagents in this Python environment.
+    """
+    if given or os.environ.get("GRID_TRAINER"):
+        return False
+    if not (IS_WINDOWS or os.environ.get(RUNNER_ENV) == "1"):
+        return False
+    return importlib.util.find_spec("mlagents") is not None
+
+
+def runner_prefix(grace: float, live_lock: Path, run_id: str) -> list[str]:
+    """The runner's own arguments, before mlagents-learn's."""
+    return [
+        sys.executable,
+        "-m",
+        "mlagents_grid.runner",
+        "--grace",
+        f"{grace:g}",
+        "--hold",
+        str(live_lock.absolute()),
+        "--title",
+        run_id,
+        "--",
+    ]
 
 
 def trainer_command(given: str | None) -> list[str]:
     """--trainer, else $GRID_TRAINER, else mlagents-learn; checked before any job is taken."""
+    if uses_runner(given):
+        return []  # runner_prefix, per run
     text = given or os.environ.get("GRID_TRAINER") or "mlagents-learn"
     try:
         command = shlex.split(text)
@@ -198,7 +235,10 @@ class Worker:
                     continue
                 if not self.options.wait or self.queue.all_final():
                     break
-                self.claimer.await_releases(self.queue.running(), self.wake)
+                running = self.queue.recorded_running()
+                self.claimer.await_releases(
+                    [r for r in running if r not in self.claimer.problems], self.wake
+                )
                 self.wake.wait(IDLE_RECHECK)
         self.queue.record("worker-exited", worker=self.identity, slot=self.slot)
         if code is not None:
@@ -244,11 +284,16 @@ class Worker:
     def _attempt(self, claim: Claim) -> tuple[Outcome, str]:
         run_id = claim.job.run_id
         attempt = claim.state.attempts + 1
+        self._show_in_dashboard(claim)
         mode = resume_mode(self.queue, run_id)
         self.queue.write_config(claim.job)
         gpus = self.options.gpus
         device = gpus[self.slot % len(gpus)] if gpus else None
-        command = trainer_argv(self.options.trainer, self.queue, run_id, self.port, mode, device)
+        trainer = self.options.trainer
+        if self.options.runner:
+            live = self.queue.paths.live_file(run_id)
+            trainer = runner_prefix(self.options.grace, live, run_id)
+        command = trainer_argv(trainer, self.queue, run_id, self.port, mode, device)
         log_path = self.queue.paths.log_file(run_id)
         offset = log_path.stat().st_size if log_path.exists() else 0
         log = open_log(
@@ -284,6 +329,20 @@ class Worker:
         log.close()
         return outcome, _read_from(log_path, offset)
 
+    def _show_in_dashboard(self, claim: Claim) -> None:
+        """The run's session in TensorBoard's HParams tab, so a live sweep shows there.
+
+        Written before the --resume/--force decision: it creates the run's results folder,
+        which mlagents-learn then must be told to accept (--force keeps files it did not
+        write). A failure here is the dashboard's, never the run's.
+        """
+        from . import hparams
+
+        try:
+            hparams.write_session(self.queue, claim.job, RUNNING)
+        except (OSError, GridError, ImportError) as exc:
+            say(f"{claim.job.run_id}: HParams dashboard not updated ({exc})")
+
     def _start(
         self, claim: Claim, command: list[str], attempt: int, log: IO[bytes]
     ) -> TrainerHandle:
@@ -291,7 +350,7 @@ class Worker:
         with --console)."""
         stdout = log.fileno()
         tee: threading.Thread | None = None
-        if self.options.console:
+        if self.options.console and not IS_WINDOWS:
             # Started before the trainer, so that its end is heard only after its output.
             read_end, stdout = os.pipe()
             tee = threading.Thread(
@@ -303,7 +362,8 @@ class Worker:
         request = {
             "argv": command,
             "cwd": self.queue.sweep.cwd,
-            "new_console": not self.options.console,
+            "new_console": self.options.console and IS_WINDOWS,
+            "runner": self.options.runner,
             "grace": self.options.grace,
             "run_id": claim.job.run_id,
             "attempt": attempt,

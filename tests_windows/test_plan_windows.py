@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.runner_support import child_env
 
 CONFIG = """\
@@ -27,11 +25,6 @@ behaviors:
 # neither (PermissionError on the directory; os.open is not in os.supports_dir_fd), so
 # grid-plan fails with "cannot write the queue (Permission denied)" on any Windows, not only
 # under Wine. Strict: once it is fixed this test passes and the marker must go.
-@pytest.mark.xfail(
-    sys.platform == "win32",
-    reason="queue.py: os.open on a directory and dir_fd do not exist on Windows",
-    strict=True,
-)
 def test_grid_plan_two_runs(tmp_path: Path) -> None:
     config = tmp_path / "ball.yaml"
     config.write_text(CONFIG)

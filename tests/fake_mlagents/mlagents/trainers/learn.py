@@ -6,11 +6,16 @@ checkpoint.txt (the step saved on KeyboardInterrupt) and interrupts.txt (how man
 Options beyond mlagents-learn's are for the tests: --steps, --exit-code, --ignore-interrupt
 (catch KeyboardInterrupt and keep training), --ignore-exit (also catch SystemExit), --block
 (each step is one long sleep, as a trainer blocked waiting for its environment).
+
+Given a trainer config (as a worker gives it), it also keeps ML-Agents' layout: each
+behavior's `checkpoint.pt` holds the step saved, `--resume` continues from it, and every
+start and end is a line of RESULTS_DIR/RUN_ID/ledger.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -30,14 +35,42 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--ignore-interrupt", action="store_true")
     parser.add_argument("--ignore-exit", action="store_true")
     parser.add_argument("--block", action="store_true", help="each step sleeps 600 s")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--force", action="store_true")
     args, _unknown = parser.parse_known_args(sys.argv[1:])
     return args
+
+
+def _behaviors(config: str | None) -> list[str]:
+    if not config or not Path(config).is_file():
+        return []
+    import yaml
+
+    document = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    return [str(name) for name in document.get("behaviors") or {}]
+
+
+def _ledger(out: Path, **entry: object) -> None:
+    with open(out / "ledger.jsonl", "a", encoding="utf-8") as ledger:
+        ledger.write(json.dumps({"pid": os.getpid(), "time": time.time(), **entry}) + "\n")
+
+
+def _save(out: Path, behaviors: list[str], step: int) -> None:
+    (out / "checkpoint.txt").write_text(str(step))
+    for name in behaviors:
+        (out / name).mkdir(exist_ok=True)
+        (out / name / "checkpoint.pt").write_text(json.dumps({"step": step}))
 
 
 def main() -> None:
     args = _parse()
     out = Path(args.results_dir) / args.run_id
     out.mkdir(parents=True, exist_ok=True)
+    behaviors = _behaviors(args.config)
+    start = 0
+    if args.resume and behaviors:
+        start = json.loads((out / behaviors[0] / "checkpoint.pt").read_text())["step"]
+    _ledger(out, event="start", resume=args.resume, force=args.force, step=start)
     if args.spawn_child:
         child = subprocess.Popen(
             [sys.executable, "-c", "import time; time.sleep(600)"],
@@ -47,7 +80,7 @@ def main() -> None:
         )
         (out / "child.pid").write_text(str(child.pid))
     ignored = (BaseException,) if args.ignore_exit else (KeyboardInterrupt,)
-    step = 0
+    step = start
     interrupts = 0
     (out / "pid").write_text(str(os.getpid()))
     while not args.steps or step < args.steps:
@@ -61,7 +94,8 @@ def main() -> None:
             if args.ignore_interrupt or args.ignore_exit:
                 print(f"fake trainer: ignoring {type(exc).__name__}", flush=True)
                 continue
-            (out / "checkpoint.txt").write_text(str(step))
+            _save(out, behaviors, step)
+            _ledger(out, event="exit", reason="interrupt", step=step)
             print("Learning was interrupted. Please wait while the graph is generated.", flush=True)
             # Stay a moment: a second interrupt would arrive here and be counted.
             deadline = time.monotonic() + 1.0
@@ -72,6 +106,7 @@ def main() -> None:
                     interrupts += 1
                     (out / "interrupts.txt").write_text(str(interrupts))
             return
-    (out / "checkpoint.txt").write_text(str(step))
+    _save(out, behaviors, step)
+    _ledger(out, event="exit", reason="end", step=step)
     if args.exit_code:
         sys.exit(args.exit_code)
