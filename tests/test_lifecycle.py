@@ -543,3 +543,30 @@ def test_a_worker_finishes_an_extension_its_writer_left_committed(
     assert sorted(e["run_id"] for e in sweep.starts()) == [f"grid-{i}" for i in range(6)]
     assert_consistent(sweep.queue)
     assert len(sweep.events("extended")) == 2
+
+
+def test_a_new_opt_stop_reaches_the_running_monitor_and_stops_a_running_run(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = new_sweep(
+        tmp_path,
+        runs=1,
+        ticks=400,
+        options={"default": {"step_delay": 0.05, "curve": {"*": [1]}}},
+    )
+    worker = sweep.start_worker()
+    monitor = sweep.start(
+        sweep.command("grid-monitor", "--logdir", str(tmp_path / "results"), "--interval", "1")
+    )
+    sweep.wait_for_training("grid-0")
+    time.sleep(0.5)  # the monitor has read the job (no conditions) by now
+    assert sweep.queue.read_state("grid-0").status == "running"
+    text = (tmp_path / "grid.yaml").read_text()
+    grown = text.replace("summary_freq: 1\n", f"summary_freq: 1\n    opt_stop: {STOP}\n")
+    result = extend_cli(sweep.queue_dir, write(tmp_path / "grown.yaml", grown))
+    assert result.code == 0, result.err
+    assert "job files rewritten: 1" in result.out
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert monitor.wait(timeout=60) == 0, sweep.output(monitor)
+    assert sweep.statuses() == {"grid-0": "stopped"}
+    assert "Environment/Cumulative Reward: 1 < 50" in sweep.report()["runs"][0]["stop_reason"]
