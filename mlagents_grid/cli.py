@@ -10,7 +10,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import planner
 from .claims import Claimer
@@ -27,6 +27,9 @@ from .planner import (
 )
 from .queue import DEFAULT_QUEUE_ROOT, Queue, resolve_queue, worker_identity
 from .worker import DEFAULT_MAX_ATTEMPTS, Worker, WorkerOptions, trainer_command
+
+if TYPE_CHECKING:
+    from .extend import Extension
 
 
 def _run(prog: str, body: Callable[[], int]) -> int:
@@ -207,7 +210,7 @@ def _print_notes(notes: list[str]) -> None:
         print(f"grid-plan: {note}", file=sys.stderr)
 
 
-def _print_extension(queue: Queue, extension: Any, dry_run: bool) -> None:
+def _print_extension(queue: Queue, extension: Extension, dry_run: bool) -> None:
     runs = extension.runs
     q = shlex.quote(str(queue.root))
     span = f" ({runs[0].run_id} ... {runs[-1].run_id})" if len(runs) > 1 else ""
