@@ -63,12 +63,17 @@ class Claimer:
         # What claiming settled or repaired, for the worker to tell (drained by it).
         self.notes: list[str] = []
         self._index: dict[str, int] | None = None
+        self._indexed: object = None
         self._cursor = 0
         self._awaited: set[str] = set()
 
     def _order(self) -> dict[str, int]:
-        if self._index is None:
-            self._index = {run_id: i for i, run_id in enumerate(self.queue.sweep.run_ids)}
+        # A sweep grown by --extend is a new Sweep object with more run ids: index it again.
+        # Run ids are only ever appended, so the cursor stays where it is.
+        sweep = self.queue.sweep
+        if self._index is None or self._indexed is not sweep:
+            self._index = {run_id: i for i, run_id in enumerate(sweep.run_ids)}
+            self._indexed = sweep
         return self._index
 
     def next(self) -> Claim | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import json
 import os
@@ -10,7 +11,9 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from . import planner
 from .claims import Claimer
 from .errors import GridError
 from .planner import (
@@ -35,6 +38,9 @@ from .worker import (
     trainer_command,
     uses_runner,
 )
+
+if TYPE_CHECKING:
+    from .extend import Extension
 
 
 def _run(prog: str, body: Callable[[], int]) -> int:
@@ -106,11 +112,19 @@ def _plan_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="overwrite existing results folders of these run ids on their first attempt",
     )
+    parser.add_argument(
+        "--extend",
+        action="store_true",
+        help="plan a changed config into the existing sweep: new values, new swept keys and "
+        "opt_stop may change; existing runs keep their ids",
+    )
     return parser
 
 
 def plan(argv: Sequence[str] | None = None) -> int:
     args, trainer_args = _plan_parser().parse_known_args(argv)
+    if args.extend:
+        return _extend(args, trainer_args)
     config_path = Path(args.config)
     document = load_document(config_path)
     prefix = args.run_id if args.run_id is not None else config_path.stem
@@ -138,6 +152,106 @@ def plan(argv: Sequence[str] | None = None) -> int:
     queue.record("planned", runs=the_plan.count, source=sweep.source)
     _print_plan_summary(queue, the_plan)
     return 0
+
+
+def _extend(args: argparse.Namespace, trainer_args: list[str]) -> int:
+    """grid-plan --extend: grow the sweep in --queue (default sweeps/PREFIX) in place."""
+    from . import extend
+
+    config_path = Path(args.config)
+    document = load_document(config_path)
+    queue = Queue(
+        Path(args.queue)
+        if args.queue
+        else DEFAULT_QUEUE_ROOT / (args.run_id if args.run_id is not None else config_path.stem)
+    )
+    sweep = queue.sweep
+    if args.run_id is not None and args.run_id != sweep.prefix:
+        raise GridError(
+            f"--run-id {args.run_id}: the sweep's run ids start with {sweep.prefix}; drop "
+            "--run-id (--extend keeps the sweep's prefix)"
+        )
+    if args.force and not sweep.force:
+        raise GridError(
+            "--force: the sweep was planned without it and --extend cannot change that; drop it"
+        )
+    the_plan = plan_document(document, str(config_path), sweep.prefix)
+    request = SweepRequest(
+        config=config_path,
+        trainer_args=trainer_args or list(sweep.trainer_args),
+        results_dir=args.results_dir or sweep.results_dir,
+        base_port=args.base_port or sweep.base_port,
+        force=sweep.force,
+        max_runs=args.max_runs,
+    )
+    settled, notes = settle_sweep(document, the_plan, request, sweep.cwd)
+    for label, old, new in (
+        ("--results-dir", sweep.results_dir, settled.results_dir),
+        ("--base-port", sweep.base_port, settled.base_port),
+        ("--num-envs", sweep.num_envs, settled.num_envs),
+    ):
+        if old != new:
+            raise GridError(
+                f"--extend: {label} changed from {old} to {new}; drop it ({planner.EXTEND_RULE})"
+            )
+    given_args = trainer_args or None
+    if args.dry_run:
+        extension = extend.prepare(queue, the_plan, given_args, settled.source)
+        _print_notes(notes)
+        for run in extension.runs:
+            print(config_info_line(run))
+        _print_extension(queue, extension, dry_run=True)
+        return 0
+    lock = queue.plan_lock()
+    if lock is None:
+        raise GridError(
+            f"--extend: {queue.paths.plan_lock} is held: another grid-plan --extend or "
+            "grid-retry is changing this sweep; try again once it has ended"
+        )
+    try:
+        queue.recover_extension()
+        extension = extend.prepare(queue, the_plan, given_args, settled.source)
+        check_results_clash(
+            dataclasses.replace(extension.sweep, run_ids=[r.run_id for r in extension.runs]),
+            _listdir(Path(sweep.results_dir)),
+        )
+        if not extension.empty:
+            extend.publish(queue, extension)
+    finally:
+        lock.release()
+    _print_notes(notes)
+    _print_extension(queue, extension, dry_run=False)
+    return 0
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"grid-plan: {note}", file=sys.stderr)
+
+
+def _print_extension(queue: Queue, extension: Extension, dry_run: bool) -> None:
+    runs = extension.runs
+    q = shlex.quote(str(queue.root))
+    span = f" ({runs[0].run_id} ... {runs[-1].run_id})" if len(runs) > 1 else ""
+    if len(runs) == 1:
+        span = f" ({runs[0].run_id})"
+    total = len(extension.sweep.run_ids)
+    if dry_run:
+        print(f"Would add {len(runs)} run{'s' if len(runs) != 1 else ''}{span} to {q}")
+    elif extension.empty:
+        print(f"Nothing to add to {q}: the config plans no new run and no change")
+        return
+    else:
+        print(f"Extended {q}: {len(runs)} new run{'s' if len(runs) != 1 else ''}{span}")
+    for line in extension.change.describe():
+        print(f"  {line}")
+    if extension.rewritten:
+        print(f"  job files rewritten: {len(extension.rewritten)}")
+    print(f"  runs:     {total} in all, listed in {queue.paths.config_info}")
+    if dry_run:
+        print("dry run: nothing written")
+    elif runs:
+        print(f"Workers started with --wait pick them up; else: grid-worker --queue {q}")
 
 
 def _listdir(folder: Path) -> list[str]:
@@ -284,6 +398,53 @@ def show_command(argv: Sequence[str] | None = None) -> int:
 
 def show_main() -> None:
     sys.exit(_run("grid-show", show_command))
+
+
+# -- grid-retry -------------------------------------------------------------------------
+def retry_command(argv: Sequence[str] | None = None) -> int:
+    from .job import FAILED, STOPPED
+
+    parser = argparse.ArgumentParser(
+        prog="grid-retry",
+        description="Make failed or stopped runs claimable again: they resume from their "
+        "checkpoints. Workers started with --wait pick them up.",
+    )
+    _queue_argument(parser)
+    parser.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    parser.add_argument("--failed", action="store_true", help="retry every failed run")
+    parser.add_argument("--stopped", action="store_true", help="retry every stopped run")
+    parser.add_argument("--reason", default="retried by hand", help="recorded with each retry")
+    args = parser.parse_args(argv)
+    if not args.run_ids and not (args.failed or args.stopped):
+        raise GridError(
+            "give the run ids to retry, or --failed / --stopped to retry every failed / stopped run"
+        )
+    queue = resolve_queue(args.queue)
+    known = queue.sweep.run_ids
+    unknown = [r for r in args.run_ids if r not in set(known)]
+    if unknown:
+        raise GridError(
+            f"{queue.root}: no run {unknown[0]!r} in this sweep; see grid-status for run ids"
+        )
+    wanted = {FAILED} if args.failed else set()
+    wanted |= {STOPPED} if args.stopped else set()
+    final = set(queue.final_ids())
+    targets = list(dict.fromkeys(args.run_ids))
+    for run_id in known:
+        if run_id in final and run_id not in targets and queue.recorded_status(run_id) in wanted:
+            targets.append(run_id)
+    if not targets:
+        print(f"no {' or '.join(sorted(wanted))} run to retry in {queue.root}")
+        return 0
+    for state in queue.retry_runs(targets, args.reason, f"grid-retry {worker_identity()}"):
+        print(f"{state.run_id}: retried (was {state.previous}; retry {state.retries})")
+    q = shlex.quote(str(queue.root))
+    print(f"Workers started with --wait pick them up; else: grid-worker --queue {q}")
+    return 0
+
+
+def retry_main() -> None:
+    sys.exit(_run("grid-retry", retry_command))
 
 
 # -- grid-worker ------------------------------------------------------------------------

@@ -71,6 +71,9 @@ class JobState:
     mode: str | None = None
     slurm: str | None = None
     log_tail: list[str] = field(default_factory=list)
+    # grid-retry: how often the run was made claimable again, and how it had ended before.
+    retries: int = 0
+    previous: str | None = None
 
     def to_json(self) -> str:
         # A flat copy: dataclasses.asdict deep-copies and costs more than the write itself.

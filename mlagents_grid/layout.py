@@ -18,6 +18,8 @@ slots/<host>.<n>.lock a worker's port slot on its host
 slurm/                grid-submit's batch script and the SLURM jobs it submitted
 logs/slurm-<job>_<task>.out  a SLURM array task's worker output
 cache/                what commands derived and may rebuild (metrics read so far)
+plan.lock             held by grid-plan --extend and grid-retry while they change the sweep
+extending/            an extension being written: staged files, then manifest.json (committed)
 """
 
 from __future__ import annotations
@@ -108,6 +110,20 @@ class Layout:
     def slurm_output(self) -> Path:
         """Where each array task's output goes (sbatch's %A job id, %a task id)."""
         return self.root.absolute() / "logs" / "slurm-%A_%a.out"
+
+    @property
+    def plan_lock(self) -> Path:
+        """Held while the sweep itself changes (grid-plan --extend, grid-retry)."""
+        return self.root / "plan.lock"
+
+    @property
+    def extension_dir(self) -> Path:
+        """Staging of an extension; with its manifest written, it is committed (see extend.py)."""
+        return self.root / "extending"
+
+    @property
+    def extension_manifest(self) -> Path:
+        return self.extension_dir / "manifest.json"
 
     def cache_file(self, name: str) -> Path:
         """Derived data a command may rebuild at any time (never a source of truth)."""

@@ -77,10 +77,15 @@ class Monitor:
         self.wake = threading.Event()
         self.outage: str | None = None
         self._jobs: dict[str, Job] = {}
+        self._jobs_of: object = None
 
     def watched_jobs(self) -> list[Job]:
         """Running runs with conditions and no kill file yet."""
         asked = self.queue.stop_requested()
+        if self._jobs_of is not self.queue.sweep:
+            # --extend may have rewritten the runs' opt_stop conditions: read them again.
+            self._jobs.clear()
+            self._jobs_of = self.queue.sweep
         jobs = []
         for run_id in self.queue.running():
             if run_id in asked:

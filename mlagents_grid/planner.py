@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -101,7 +102,7 @@ class Plan:
     def run_ids(self) -> list[str]:
         """The run ids in run order (point-major), without building the runs."""
         if not self.seed_values:
-            return [f"{self.prefix}-{point}" for point in range(self.points)]
+            return [run_id_for(self.prefix, point) for point in range(self.points)]
         return [
             seeded_run_id(self.prefix, point, k)
             for point in range(self.points)
@@ -110,36 +111,52 @@ class Plan:
 
     def runs(self) -> Iterator[PlannedRun]:
         combos = itertools.product(*(d.values for d in self.dimensions))
-        index = 0
         for point, combo in enumerate(combos):
-            values: dict[str, dict[str, Any]] = {}
-            for dim, value in zip(self.dimensions, combo, strict=True):
-                values.setdefault(dim.owner, {})[dim.name] = value
-            assignments = tuple(
+            yield from self.seeded(self.run_at(point, combo))
+
+    def run_at(self, point: int, combo: tuple[Any, ...]) -> PlannedRun:
+        """Grid point number `point` with these values (one per dimension, in order)."""
+        values: dict[str, dict[str, Any]] = {}
+        for dim, value in zip(self.dimensions, combo, strict=True):
+            values.setdefault(dim.owner, {})[dim.name] = value
+        return PlannedRun(
+            index=point,
+            run_id=run_id_for(self.prefix, point),
+            assignments=tuple(
                 (dim.path, value) for dim, value in zip(self.dimensions, combo, strict=True)
+            ),
+            values=values,
+            conditions=self.conditions,
+            point=point,
+        )
+
+    def seeded(self, run: PlannedRun) -> Iterator[PlannedRun]:
+        """The runs of one grid point: the point itself, or one run per seed."""
+        if not self.seed_values:
+            yield run
+            return
+        for k, seed in enumerate(self.seed_values):
+            yield dataclasses.replace(
+                run,
+                index=run.point * len(self.seed_values) + k,
+                run_id=seeded_run_id(self.prefix, run.point, k),
+                assignments=(*run.assignments, (SEED_PATH, seed)),
+                seed=seed,
             )
-            if not self.seed_values:
-                yield PlannedRun(
-                    index, f"{self.prefix}-{point}", assignments, values, self.conditions, point
-                )
-                index += 1
-                continue
-            for k, seed in enumerate(self.seed_values):
-                yield PlannedRun(
-                    index=index,
-                    run_id=seeded_run_id(self.prefix, point, k),
-                    assignments=(*assignments, (SEED_PATH, seed)),
-                    values=values,
-                    conditions=self.conditions,
-                    point=point,
-                    seed=seed,
-                )
-                index += 1
+
+
+def run_id_for(prefix: str, point: int) -> str:
+    """The run id of grid point number `point`: the one place a combination gets its id.
+
+    Points are numbered in planning order and, when a sweep is extended, continue from the
+    number of points it already has.
+    """
+    return f"{prefix}-{point}"
 
 
 def seeded_run_id(prefix: str, point: int, k: int) -> str:
     """`3DBall-4-s1`: point 4, seed index 1; a valid file, run and TensorBoard name anywhere."""
-    return f"{prefix}-{point}-s{k}"
+    return f"{run_id_for(prefix, point)}-s{k}"
 
 
 def format_value(value: Any) -> str:
@@ -552,6 +569,10 @@ class Sweep:
     run_ids: list[str]
     format: int = SWEEP_FORMAT
     seeds: int = 1  # runs per grid point (grid-plan --seeds)
+    # Bumped by each `grid-plan --extend`; readers reload sweep.json when it changes.
+    generation: int = 0
+    # The opt_stop conditions of the latest plan (None: planned before they were recorded).
+    conditions: list[dict[str, Any]] | None = None
 
     @property
     def behavior_folders(self) -> list[str]:
@@ -641,13 +662,20 @@ def settle_sweep(
         cwd=cwd,
         created=time.time(),
         behaviors=list(plan.behaviors),
-        dimensions=[
-            {"owner": d.owner, "name": d.name, "values": list(d.values)} for d in plan.dimensions
-        ],
+        dimensions=dimension_records(plan.dimensions),
         run_ids=plan.run_ids(),
         seeds=max(1, len(plan.seed_values)),
+        conditions=[c.to_dict() for c in plan.conditions],
     )
     return sweep, notes
+
+
+def dimension_records(dimensions: Iterable[Dimension]) -> list[dict[str, Any]]:
+    """sweep.json's account of the swept keys (the path lets --extend compare plans)."""
+    return [
+        {"owner": d.owner, "name": d.name, "path": list(d.path), "values": list(d.values)}
+        for d in dimensions
+    ]
 
 
 def check_results_clash(sweep: Sweep, existing: Iterable[str]) -> None:
@@ -708,3 +736,211 @@ def check_trainer_args(config: str, trainer_args: list[str]) -> dict[str, Any] |
 
     parser.error = refuse  # type: ignore[method-assign]
     return vars(parser.parse_args([config, *trainer_args, "--run-id", "grid-plan-check"]))
+
+
+# -- growing a sweep (grid-plan --extend) ------------------------------------------------
+EXTEND_RULE = "only new opt_values, new swept keys and opt_stop may change"
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "(not set)"
+
+
+class _Swept:
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Swept:
+        return self
+
+
+_UNSET: Any = _Unset()
+_SWEPT: Any = _Swept()
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    """How a new plan grows an old one; `compare_plans` refuses anything else."""
+
+    # Swept keys new to the sweep, each with the fixed value the existing runs had (and keep).
+    new_keys: tuple[tuple[Dimension, Any], ...]
+    # Existing swept keys with values added, and the values added.
+    added_values: tuple[tuple[Dimension, tuple[Any, ...]], ...]
+    conditions_changed: bool
+    trainer_args: tuple[str, ...]
+
+    def describe(self) -> list[str]:
+        lines = [
+            f"new values: {d.owner}.{d.name} + {', '.join(format_value(v) for v in added)}"
+            for d, added in self.added_values
+        ]
+        lines += [
+            f"new swept key: {d.owner}.{d.name} (existing runs keep {format_value(value)})"
+            for d, value in self.new_keys
+        ]
+        if self.conditions_changed:
+            lines.append("opt_stop changed: applies to every run not yet final")
+        return lines
+
+
+def canonical(value: Any) -> str:
+    """A value's identity for comparing grid points (1, 1.0 and true stay apart)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _shown(value: Any) -> str:
+    if value is _UNSET:
+        return "(not set)"
+    if isinstance(value, str):
+        return repr(value) if value == "" or value != value.strip() else value
+    return format_value(value)
+
+
+def _refuse(path: Path_, old: Any, new: Any, detail: str = "") -> NoReturn:
+    raise GridError(
+        f"--extend: {_dotted(path)} changed from {_shown(old)} to {_shown(new)}"
+        f"{detail}; {EXTEND_RULE}"
+    )
+
+
+def _lookup(node: Any, path: Path_) -> Any:
+    for key in path:
+        in_dict = isinstance(node, dict) and key in node
+        in_list = isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
+        if not (in_dict or in_list):
+            return _UNSET
+        node = node[key]
+    return node
+
+
+def _mark_swept(template: Any, paths: Iterable[Path_]) -> Any:
+    marked = copy.deepcopy(template)
+    for path in paths:
+        node = marked
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = _SWEPT
+    return marked
+
+
+def _first_difference(old: Any, new: Any, path: Path_) -> tuple[Path_, Any, Any] | None:
+    """The first place (in the old document's order) where two templates differ."""
+    if old is _SWEPT or new is _SWEPT:
+        return None if old is new else (path, old, new)
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*old, *(k for k in new if k not in old)]:
+            found = _first_difference(old.get(key, _UNSET), new.get(key, _UNSET), (*path, key))
+            if found is not None:
+                return found
+        return None
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for index, (a, b) in enumerate(zip(old, new, strict=True)):
+            found = _first_difference(a, b, (*path, index))
+            if found is not None:
+                return found
+        return None
+    if old is _UNSET or new is _UNSET or canonical(old) != canonical(new):
+        return (path, old, new)
+    return None
+
+
+def compare_plans(
+    old: Plan, new: Plan, old_args: list[str], new_args: list[str] | None
+) -> PlanChange:
+    """What `new` adds to `old`, or a GridError naming the first change --extend refuses.
+
+    Allowed: values added to an existing opt_values list; a new swept key whose old fixed
+    value is among its values; any opt_stop. `new_args` None: the trainer arguments are kept.
+    """
+    if new_args is not None and list(new_args) != list(old_args):
+        raise GridError(
+            f"--extend: the trainer arguments changed from {' '.join(old_args) or '(none)'} to "
+            f"{' '.join(new_args) or '(none)'}; give the recorded ones or none at all; "
+            f"{EXTEND_RULE}"
+        )
+    new_by_path = {d.path: d for d in new.dimensions}
+    old_paths = {d.path for d in old.dimensions}
+    added: list[tuple[Dimension, tuple[Any, ...]]] = []
+    for dim in old.dimensions:
+        grown = new_by_path.get(dim.path)
+        was = {OPT_VALUES: list(dim.values)}
+        if grown is None:
+            _refuse(dim.path, was, _lookup(new.template, dim.path), " (no longer swept)")
+        kept = {canonical(v) for v in grown.values}
+        lost = [v for v in dim.values if canonical(v) not in kept]
+        if lost:
+            shown = ", ".join(format_value(v) for v in lost)
+            _refuse(dim.path, was, {OPT_VALUES: list(grown.values)}, f" (removed: {shown})")
+        known = {canonical(v) for v in dim.values}
+        extra = tuple(v for v in grown.values if canonical(v) not in known)
+        if extra:
+            added.append((grown, extra))
+    new_keys: list[tuple[Dimension, Any]] = []
+    for dim in new.dimensions:
+        if dim.path in old_paths:
+            continue
+        fixed = _lookup(old.template, dim.path)
+        if fixed is _UNSET or canonical(fixed) not in {canonical(v) for v in dim.values}:
+            detail = (
+                " (a new swept key must have been set at the same place)"
+                if fixed is _UNSET
+                else f" (a new swept key must keep its old value {format_value(fixed)} among "
+                "its opt_values)"
+            )
+            _refuse(dim.path, fixed, {OPT_VALUES: list(dim.values)}, detail)
+        new_keys.append((dim, fixed))
+    swept = [d.path for d in old.dimensions] + [d.path for d, _ in new_keys]
+    difference = _first_difference(
+        _mark_swept(old.template, swept), _mark_swept(new.template, swept), ()
+    )
+    if difference is not None:
+        _refuse(*difference)
+    return PlanChange(
+        new_keys=tuple(new_keys),
+        added_values=tuple(added),
+        conditions_changed=tuple(old.conditions) != tuple(new.conditions),
+        trainer_args=tuple(old_args),
+    )
+
+
+def point_key(assignments: Iterable[tuple[Path_, Any]], dimensions: Iterable[Dimension]) -> str:
+    """A grid point's identity over `dimensions` (the assignments must cover each of them)."""
+    by_path = {tuple(path): value for path, value in assignments}
+    return canonical([by_path[d.path] for d in dimensions])
+
+
+def carried_assignments(
+    assignments: tuple[tuple[Path_, Any], ...], change: PlanChange
+) -> tuple[tuple[Path_, Any], ...]:
+    """An existing run's assignments, with the old fixed value of every new swept key."""
+    present = {tuple(path) for path, _ in assignments}
+    return assignments + tuple(
+        (dim.path, value) for dim, value in change.new_keys if dim.path not in present
+    )
+
+
+def values_of(
+    assignments: tuple[tuple[Path_, Any], ...], dimensions: Iterable[Dimension]
+) -> dict[str, dict[str, Any]]:
+    """A run's swept values by owner and key name, in dimension order."""
+    by_path = {tuple(path): value for path, value in assignments}
+    values: dict[str, dict[str, Any]] = {}
+    for dim in dimensions:
+        if dim.path in by_path:
+            values.setdefault(dim.owner, {})[dim.name] = by_path[dim.path]
+    return values
+
+
+def extension_runs(
+    new: Plan, change: PlanChange, existing: Iterable[tuple[tuple[Path_, Any], ...]]
+) -> list[PlannedRun]:
+    """The new plan's grid points that no existing run has, in the new grid's order.
+
+    `existing` holds each existing run's assignments. The new points are numbered on from
+    the number of points the sweep has (run ids from `run_id_for`).
+    """
+    have = {point_key(carried_assignments(a, change), new.dimensions) for a in existing}
+    runs: list[PlannedRun] = []
+    for combo in itertools.product(*(d.values for d in new.dimensions)):
+        assignments = tuple((d.path, v) for d, v in zip(new.dimensions, combo, strict=True))
+        if point_key(assignments, new.dimensions) not in have:
+            runs.append(new.run_at(len(have) + len(runs), combo))
+    return runs

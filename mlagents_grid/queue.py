@@ -27,7 +27,7 @@ from filelock import FileLock, Timeout
 
 from .errors import GridError
 from .files import fsync_dir, names, read_json, sync_tree, write_atomic
-from .job import FINAL, INTERRUPTED, RUNNING, STOPPED, Job, JobState
+from .job import FAILED, FINAL, INTERRUPTED, PENDING, RUNNING, STOPPED, Job, JobState
 from .layout import PLANNED_FOLDERS, Layout
 from .outcome import Decision
 from .planner import Plan, Sweep, build_config, config_info_line
@@ -37,6 +37,9 @@ RETRY = "the next worker retries the run (the file is kept as .unreadable)"
 DEFAULT_QUEUE_ROOT = Path("sweeps")
 # How long a probe or a claim waits for another probe of the same run (which takes microseconds).
 PROBE_WAIT = 5.0
+# How long grid-retry waits for an extension of the sweep (which takes a moment) to end.
+PLAN_LOCK_WAIT = 10.0
+RETRYABLE = (FAILED, STOPPED)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 _BINARY = getattr(os, "O_BINARY", 0)
 # libyaml's dumper where PyYAML was built with it: several times faster per run config.
@@ -93,6 +96,7 @@ class Queue:
         self.root = root
         self.paths = Layout(root)
         self._sweep: Sweep | None = None
+        self._sweep_key: tuple[int, int, int] | None = None
         self._template: Any = None
 
     def run_results(self, run_id: str) -> Path:
@@ -184,18 +188,31 @@ class Queue:
     # -- reading ----------------------------------------------------------------
     @property
     def sweep(self) -> Sweep:
-        if self._sweep is None:
-            try:
-                data = read_json(self.paths.sweep_file)
-            except FileNotFoundError:
-                raise GridError(
-                    f"{self.root}: no sweep here (sweep.json missing); run grid-plan first "
-                    "or pass --queue with the folder grid-plan printed"
-                ) from None
-            try:
-                self._sweep = Sweep(**data)
-            except TypeError as exc:
-                raise GridError(f"{self.paths.sweep_file}: not a sweep manifest ({exc})") from None
+        """sweep.json, read again whenever it was replaced (grid-plan --extend rewrites it).
+
+        One stat per access: sweep.json is only ever renamed into place, so a new inode,
+        mtime or size means a new sweep. The stat comes first, so a reader never keeps an
+        old sweep under a new key.
+        """
+        try:
+            stat = os.stat(self.paths.sweep_file)
+            key: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = None
+        if self._sweep is not None and (key is None or key == self._sweep_key):
+            return self._sweep
+        try:
+            data = read_json(self.paths.sweep_file)
+        except FileNotFoundError:
+            raise GridError(
+                f"{self.root}: no sweep here (sweep.json missing); run grid-plan first "
+                "or pass --queue with the folder grid-plan printed"
+            ) from None
+        try:
+            self._sweep = Sweep(**data)
+        except TypeError as exc:
+            raise GridError(f"{self.paths.sweep_file}: not a sweep manifest ({exc})") from None
+        self._sweep_key = key
         return self._sweep
 
     def job(self, run_id: str) -> Job:
@@ -378,6 +395,169 @@ class Queue:
         write_atomic(path, self.render_config(job), durable=False)  # rewritten at every attempt
         return path
 
+    # -- lifecycle: retries and extensions (under plan.lock) ----------------------
+    def lock_run(self, run_id: str) -> tuple[FileLock, int] | None:
+        """The run's lock without blocking (None: a trainer holds it); a reader's probe is
+        waited out, as a claimer does."""
+        taken = try_lock(self.paths.lock_file(run_id))
+        if taken is not None:
+            return taken
+        probe = try_lock(self.paths.probe_file(run_id), timeout=PROBE_WAIT)
+        if probe is None:
+            return None
+        try:
+            return try_lock(self.paths.lock_file(run_id))
+        finally:
+            probe[0].release()
+
+    def plan_lock(self, timeout: float = -1) -> FileLock | None:
+        """The sweep-level lock that --extend and grid-retry hold while they change the sweep."""
+        taken = try_lock(self.paths.plan_lock, timeout=timeout)
+        return None if taken is None else taken[0]
+
+    def retry_runs(self, run_ids: list[str], reason: str, by: str) -> list[JobState]:
+        """Make failed or stopped runs claimable again; all of them, or none (GridError).
+
+        Each run's lock is taken without blocking (held: its run is training, refused) and
+        held until every run is checked and retried. Per run: the new state/ is written
+        durably, then the kill file goes, then final/: a crash in between leaves the run
+        final (final/ wins) or retried, never lost. Each retry is a `retried` event.
+        """
+        plan_lock = self.plan_lock(timeout=PLAN_LOCK_WAIT)
+        if plan_lock is None:
+            raise GridError(
+                f"{self.paths.plan_lock}: the sweep is being extended; try again once "
+                "grid-plan --extend has ended"
+            )
+        locks: list[FileLock] = []
+        try:
+            self.recover_extension()
+            states = []
+            for run_id in run_ids:
+                if not self.paths.final_file(run_id).exists():
+                    status = self.effective(self.read_state(run_id)).status
+                    raise GridError(_not_retryable(run_id, status))
+                taken = self.lock_run(run_id)
+                if taken is None:
+                    raise GridError(_not_retryable(run_id, RUNNING))
+                locks.append(taken[0])
+                state = self.read_state(run_id)
+                if state.status not in RETRYABLE:
+                    raise GridError(_not_retryable(run_id, state.status))
+                states.append(state)
+            return [self._retry(state, reason, by) for state in states]
+        finally:
+            for lock in locks:
+                lock.release()
+            plan_lock.release()
+
+    def _retry(self, final: JobState, reason: str, by: str) -> JobState:
+        run_id = final.run_id
+        if final.status == FAILED:
+            previous = f"failed (exit code {final.exit_code})"
+        else:
+            previous = f"stopped ({final.stop_reason or 'no reason recorded'})"
+        state = JobState(
+            run_id,
+            status=PENDING,
+            attempts=final.attempts,
+            retries=final.retries + 1,
+            previous=previous,
+        )
+        write_atomic(self.paths.state_file(run_id), state.to_json())
+        for path in (self.paths.kill_file(run_id), self.paths.final_file(run_id)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                fsync_dir(path.parent)
+        self.record(
+            "retried",
+            run_id,
+            worker=by,
+            reason=reason,
+            previous=final.status,
+            exit_code=final.exit_code,
+            stop_reason=final.stop_reason,
+            retries=state.retries,
+        )
+        return state
+
+    def publish_extension(
+        self, sweep: Sweep, files: list[tuple[Path, str]], events: list[dict[str, Any]]
+    ) -> None:
+        """Write an extension of the sweep as one change; the caller holds plan.lock.
+
+        Every file is staged in extending/ and synced; writing extending/manifest.json
+        commits the change; then the staged files are renamed into place in order (job
+        files first, sweep.json last, which publishes the new runs to workers), the events
+        are recorded and extending/ is removed. A crash before the manifest leaves the old
+        sweep (the staging is dropped by `recover_extension`); a crash after it is rolled
+        forward by `recover_extension` (run by the next --extend, grid-retry or worker).
+        """
+        staging = self.paths.extension_dir
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        text = sweep.to_json()
+        entries = []
+        for number, (target, content) in enumerate([*files, (self.paths.sweep_file, text)]):
+            staged = staging / f"{number}.staged"
+            with open(staged, "w", encoding="utf-8") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            entries.append([staged.name, str(target.relative_to(self.root))])
+        fsync_dir(staging)
+        write_atomic(
+            self.paths.extension_manifest, json.dumps({"files": entries, "events": events})
+        )
+        self._roll_forward(entries, events)
+
+    def recover_extension(self) -> bool:
+        """Finish a committed extension a crash cut short, or drop an uncommitted one.
+
+        The caller holds plan.lock. True when a committed extension was finished.
+        """
+        staging = self.paths.extension_dir
+        if not staging.exists():
+            return False
+        try:
+            manifest = read_json(self.paths.extension_manifest)
+            entries, events = manifest["files"], manifest["events"]
+        except (FileNotFoundError, GridError, KeyError, TypeError):
+            shutil.rmtree(staging, ignore_errors=True)
+            fsync_dir(self.root)
+            return False
+        self._roll_forward(entries, events)
+        return True
+
+    def settle_extension(self) -> None:
+        """What a worker does about an extension left half-applied: finish it, unless one
+        is being written right now."""
+        if not self.paths.extension_dir.exists():
+            return
+        lock = self.plan_lock()
+        if lock is None:
+            return
+        try:
+            self.recover_extension()
+        finally:
+            lock.release()
+
+    def _roll_forward(self, entries: list[list[str]], events: list[dict[str, Any]]) -> None:
+        staging = self.paths.extension_dir
+        folders = set()
+        for staged, target in entries:
+            source = staging / staged
+            if source.exists():
+                os.replace(source, self.root / target)
+            folders.add((self.root / target).parent)
+        for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+            fsync_dir(folder)
+        for event in events:
+            self.record(**event)
+        self.paths.extension_manifest.unlink()
+        shutil.rmtree(staging, ignore_errors=True)
+        fsync_dir(self.root)
+
     # -- stop requests ----------------------------------------------------------
     def request_stop(self, run_id: str, reason: str, by: str) -> bool:
         """Drop a kill file; False when one was already there (first reason wins)."""
@@ -439,6 +619,13 @@ class Queue:
             with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
         return out
+
+
+def _not_retryable(run_id: str, status: str) -> str:
+    return (
+        f"{run_id} is {status}; only failed and stopped runs can be retried "
+        "(see grid-status; --failed / --stopped select them all)"
+    )
 
 
 def resolve_queue(given: str | None) -> Queue:

@@ -125,6 +125,10 @@ def render(report: dict[str, Any]) -> Group:
         note = row.get("stop_reason") or row.get("error") or ""
         if row.get("status") == "failed" and row.get("exit_code") is not None:
             note = f"exit code {row['exit_code']}"
+        if row.get("retries"):
+            times = "once" if row["retries"] == 1 else f"{row['retries']} times"
+            history = f"retried {times}, last {row.get('previous')}"
+            note = f"{note}; {history}" if note else history
         values = [
             format_value(row["values"][owner][key]) if key in row["values"].get(owner, {}) else ""
             for owner, key, _ in columns

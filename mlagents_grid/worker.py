@@ -6,6 +6,7 @@ two of them from ever running the same run at once.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shlex
@@ -197,7 +198,22 @@ class Worker:
         reported: set[str] = set()
         start_errors: list[str] = []
         code: int | None = None
-        with FolderWatch(folders, lambda _path: self.wake.set(), self.options.polling) as watch:
+        # An extension that a crash left half-applied is finished before claiming.
+        self.queue.settle_extension()
+        with contextlib.ExitStack() as stack:
+            watch = stack.enter_context(
+                FolderWatch(folders, lambda _path: self.wake.set(), self.options.polling)
+            )
+            if self.options.wait:
+                # grid-plan --extend publishes new runs by replacing sweep.json.
+                sweep_file = os.fsdecode(paths.sweep_file.absolute())
+                stack.enter_context(
+                    FolderWatch(
+                        [paths.root],
+                        lambda path: self._on_root_change(path, sweep_file),
+                        watch.polling,
+                    )
+                )
             if watch.polling:
                 say(f"watching {self.queue.root} by polling every {POLL_INTERVAL:g}s")
             while not self.signals:
@@ -240,6 +256,7 @@ class Worker:
                     [r for r in running if r not in self.claimer.problems], self.wake
                 )
                 self.wake.wait(IDLE_RECHECK)
+                self.queue.settle_extension()
         self.queue.record("worker-exited", worker=self.identity, slot=self.slot)
         if code is not None:
             return code
@@ -248,6 +265,10 @@ class Worker:
             return 128 + self.signals[0]
         say(f"worker {self.identity}: no run left to claim, exiting")
         return 0
+
+    def _on_root_change(self, path: str, sweep_file: str) -> None:
+        if os.path.abspath(path) == sweep_file:
+            self.wake.set()
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.signals.append(signum)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds .venv-mlagents: the real ML-Agents 1.1.0 stack (CPU torch) on Python 3.11, plus this
-# project (no deps) so that `grid-sim-learn` exists. Idempotent: a stamp file holding the hash
-# of this script skips the work when nothing changed.
+# project with its dependencies, so that `grid-sim-learn` exists and this environment's
+# grid-plan validates configs and trainer arguments with ML-Agents itself. Idempotent: a stamp
+# file holding the hash of this script skips the work when nothing changed.
 #
 # mlagents 1.1.0 declares Python <=3.10.12 but runs on 3.11 when installed with --no-deps after
 # its dependencies are pinned by hand (facts checked on these machines: see README, "make demo").
@@ -42,7 +43,7 @@ if ! {
         PyYAML "filelock>=4.1" &&
     pip install -q --no-deps --ignore-requires-python "mlagents==1.1.0" "mlagents-envs==1.1.0" \
         "pettingzoo==1.15.0" &&
-    pip install -q --no-deps -e . &&
+    pip install -q -e . &&
     "$VENV/bin/python" -c "import mlagents.trainers.learn, mlagents_envs.base_env, torch"
 }; then
     echo "setup-mlagents: could not install the ML-Agents stack (see pip's output above)" >&2

@@ -7,7 +7,8 @@ and exits 0. Behaviour is steered by $FAKE_TRAINER (JSON: {"default": {...}, "ru
 {run_id: {...}}}); every start and exit is appended to $FAKE_LEDGER.
 
 Options: step_delay (s per tick), curve ({behavior or "*": [value per tick]}), crash (exit
-code after the first tick), crash_times (crash only on the first N starts), hang, ignore_sigint,
+code after the first tick, or after tick crash_after), crash_times (crash only on the
+first N starts), hang, ignore_sigint,
 spawn_child, port_in_use (bind --base-port for real; fail like Unity when taken),
 checkpoint_every (ticks), sigint_delay (s spent saving after SIGINT), ledger_ticks (a ledger
 line per tick, for latency benchmarks), kill_launcher (SIGKILL its parent, the worker's launcher,
@@ -234,8 +235,10 @@ def main() -> int:
             os.kill(os.getppid(), signal.SIGKILL)
         if options.get("ledger_ticks"):
             ledger({"event": "tick", "run_id": args.run_id, "step": behaviors[0].step})
-        if "crash" in options and previous_starts(args.run_id) <= int(
-            options.get("crash_times", 1 << 30)
+        if (
+            "crash" in options
+            and ticks >= int(options.get("crash_after", 1))
+            and previous_starts(args.run_id) <= int(options.get("crash_times", 1 << 30))
         ):
             print("Traceback (most recent call last):\nRuntimeError: fake crash", file=sys.stderr)
             return int(options["crash"])

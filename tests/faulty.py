@@ -1,4 +1,5 @@
-"""Run grid-worker or grid-monitor with its Nth atomic rename sabotaged, for fault injection.
+"""Run a tool (grid-worker, grid-monitor, grid-plan, grid-retry) with its Nth atomic rename
+sabotaged, for fault injection.
 
     python -m tests.faulty {before|after|enospc} N grid-worker ARGS...
 
@@ -16,7 +17,12 @@ from typing import Any
 
 from mlagents_grid import cli
 
-ENTRY_POINTS = {"grid-worker": cli.worker_main, "grid-monitor": cli.monitor_main}
+ENTRY_POINTS = {
+    "grid-worker": cli.worker_main,
+    "grid-monitor": cli.monitor_main,
+    "grid-plan": cli.plan_main,
+    "grid-retry": cli.retry_main,
+}
 
 
 def main() -> None:

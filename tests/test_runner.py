@@ -74,6 +74,9 @@ def test_guard_takes_end_of_file_as_a_stop() -> None:
     os.close(write_fd)
     calls: list[str] = []
     guard = runner.Guard(grace=60, fd=read_fd, interrupt=lambda: calls.append("interrupt"))
+    # Stand-ins: the real steps would end this test process when the grace runs out.
+    guard.terminate = lambda: calls.append("terminate")  # type: ignore[method-assign]
+    guard.kill = lambda: calls.append("kill")  # type: ignore[method-assign]
     guard.start()
     support.wait_until(lambda: bool(calls), 10, "the interrupt")
     assert calls == ["interrupt"]

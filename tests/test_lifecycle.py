@@ -1,0 +1,572 @@
+"""A sweep's life after planning: grid-plan --extend and grid-retry, alone and under workers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlagents_grid import cli
+from mlagents_grid.errors import GridError
+from mlagents_grid.planner import compare_plans, extension_runs, plan_document
+from mlagents_grid.queue import Queue
+
+from .conftest import SEED_3DBALL, SEED_CONFIG_INFO, run_cli, write
+from .sweep import Sweep
+
+TWO_BY_TWO = "engine_settings:\n  time_scale:\n    opt_values: [1, 2]\n"
+STOP = '{tag: "Environment/Cumulative Reward", step: 2, min: 50}'
+
+
+def plan_of(text: str, prefix: str = "3DBall") -> Any:
+    return plan_document(yaml.safe_load(textwrap.dedent(text)), "config.yaml", prefix)
+
+
+def seed_with(old: str, new: str) -> str:
+    assert old in SEED_3DBALL
+    return SEED_3DBALL.replace(old, new)
+
+
+BETA = "beta:\n        opt_values: [0.001, 0.002, 0.003]"
+
+
+def extend_cli(queue: Path, config: Path, *args: str) -> Any:
+    return run_cli(cli.plan, "grid-plan", [str(config), "--extend", "--queue", str(queue), *args])
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (but the event log and the lock files) with its bytes."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "events.jsonl" and not p.name.endswith((".lock", ".probe"))
+    }
+
+
+# -- the pure comparison --------------------------------------------------------------
+def test_new_values_continue_the_numbering_in_the_new_grids_order() -> None:
+    old = plan_of(SEED_3DBALL)
+    new = plan_of(seed_with(BETA, "beta:\n        opt_values: [0.001, 0.0015, 0.002, 0.003]"))
+    change = compare_plans(old, new, [], None)
+    assert [(d.name, added) for d, added in change.added_values] == [("beta", (0.0015,))]
+    runs = extension_runs(new, change, (run.assignments for run in old.runs()))
+    assert [r.run_id for r in runs] == ["3DBall-9", "3DBall-10", "3DBall-11"]
+    assert [r.values["3DBall"] for r in runs] == [
+        {"beta": 0.0015, "epsilon": 0.1},
+        {"beta": 0.0015, "epsilon": 0.2},
+        {"beta": 0.0015, "epsilon": 0.3},
+    ]
+
+
+def test_a_new_swept_key_keeps_the_old_value_for_existing_runs() -> None:
+    old = plan_of(SEED_3DBALL)
+    new = plan_of(seed_with("lambd: 0.99", "lambd:\n          opt_values: [0.95, 0.99]"))
+    change = compare_plans(old, new, [], None)
+    assert [(d.name, value) for d, value in change.new_keys] == [("lambd", 0.99)]
+    runs = extension_runs(new, change, (run.assignments for run in old.runs()))
+    assert len(runs) == 9
+    assert {r.values["3DBall"]["lambd"] for r in runs} == {0.95}
+    assert runs[0].run_id == "3DBall-9"
+
+
+@pytest.mark.parametrize(
+    ("old_text", "new_text", "message"),
+    [
+        (
+            "max_steps: 500000",
+            "max_steps: 600000",
+            "--extend: behaviors.3DBall.max_steps changed from 500000 to 600000; only new "
+            "opt_values, new swept keys and opt_stop may change",
+        ),
+        (
+            BETA,
+            "beta:\n        opt_values: [0.001, 0.003]",
+            "behaviors.3DBall.hyperparameters.beta changed from {opt_values: [0.001, 0.002, "
+            "0.003]} to {opt_values: [0.001, 0.003]} (removed: 0.002)",
+        ),
+        (
+            BETA,
+            "beta: 0.001",
+            "behaviors.3DBall.hyperparameters.beta changed from {opt_values: [0.001, 0.002, "
+            "0.003]} to 0.001 (no longer swept)",
+        ),
+        (
+            "lambd: 0.99",
+            "lambd:\n          opt_values: [0.9, 0.95]",
+            "behaviors.3DBall.hyperparameters.lambd changed from 0.99 to "
+            "{opt_values: [0.9, 0.95]} (a new swept key must keep its old value 0.99",
+        ),
+        (
+            "lambd: 0.99",
+            "lambd: 0.99\n      gamma:\n        opt_values: [0.9]",
+            "behaviors.3DBall.hyperparameters.gamma changed from (not set) to",
+        ),
+        (
+            "    keep_checkpoints: 5\n",
+            "",
+            "behaviors.3DBall.keep_checkpoints changed from 5 to (not set)",
+        ),
+    ],
+)
+def test_refused_changes_name_the_first_difference(
+    old_text: str, new_text: str, message: str
+) -> None:
+    old = plan_of(SEED_3DBALL)
+    new = plan_of(seed_with(old_text, new_text))
+    with pytest.raises(GridError) as info:
+        compare_plans(old, new, [], None)
+    assert message in str(info.value)
+
+
+def test_opt_stop_may_change_and_trainer_arguments_may_not() -> None:
+    old = plan_of(SEED_3DBALL)
+    stop = "    opt_stop: {tag: Environment/Cumulative Reward, step: 10, min: 1}\n"
+    new = plan_of(SEED_3DBALL + stop)
+    change = compare_plans(old, new, ["--env=a"], ["--env=a"])
+    assert change.conditions_changed and not change.added_values and not change.new_keys
+    assert extension_runs(new, change, (r.assignments for r in old.runs())) == []
+    with pytest.raises(GridError, match="trainer arguments changed from --env=a to --env=b"):
+        compare_plans(old, new, ["--env=a"], ["--env=b"])
+
+
+# -- grid-plan --extend on a queue --------------------------------------------------
+def test_extend_3x3_to_4x3_appends_runs_and_leaves_the_old_ones_byte_identical(
+    workdir: Path,
+) -> None:
+    write(workdir / "3DBall.yaml", SEED_3DBALL)
+    assert run_cli(cli.plan, "grid-plan", ["3DBall.yaml"]).code == 0
+    queue_dir = workdir / "sweeps" / "3DBall"
+    before = snapshot(queue_dir)
+    grown = write(
+        workdir / "grown.yaml",
+        seed_with(BETA, "beta:\n        opt_values: [0.001, 0.002, 0.003, 0.004]"),
+    )
+    dry = extend_cli(queue_dir, grown, "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "3DBall-9 - 3DBall - beta: 0.004 - epsilon: 0.1" in dry.out
+    assert "Would add 3 runs (3DBall-9 ... 3DBall-11)" in dry.out
+    assert snapshot(queue_dir) == before
+    result = extend_cli(queue_dir, grown)
+    assert result.code == 0, result.err
+    after = snapshot(queue_dir)
+    for name, data in before.items():
+        if name not in ("sweep.json", "config_info.txt"):
+            assert after[name] == data, name
+    assert after["config_info.txt"].decode() == SEED_CONFIG_INFO + (
+        "3DBall-9 - 3DBall - beta: 0.004 - epsilon: 0.1\n"
+        "3DBall-10 - 3DBall - beta: 0.004 - epsilon: 0.2\n"
+        "3DBall-11 - 3DBall - beta: 0.004 - epsilon: 0.3\n"
+    )
+    queue = Queue(queue_dir)
+    assert queue.sweep.run_ids == [f"3DBall-{i}" for i in range(12)]
+    assert queue.sweep.generation == 1
+    assert [e["run_id"] for e in queue.events() if e["event"] == "extended"] == [
+        "3DBall-9",
+        "3DBall-10",
+        "3DBall-11",
+    ]
+    assert queue.job("3DBall-10").values == {"3DBall": {"beta": 0.004, "epsilon": 0.2}}
+    assert not queue.paths.extension_dir.exists()
+    # The same config again adds nothing and writes nothing.
+    again = extend_cli(queue_dir, grown)
+    assert again.code == 0 and "Nothing to add" in again.out
+    assert snapshot(queue_dir) == after
+
+
+@pytest.mark.parametrize(
+    ("args", "text", "message"),
+    [
+        ((), seed_with("max_steps: 500000", "max_steps: 600000"), "max_steps changed from"),
+        ((), seed_with(BETA, "beta:\n        opt_values: [0.001]"), "(removed: 0.002, 0.003)"),
+        (("--no-graphics",), SEED_3DBALL, "trainer arguments changed from (none) to"),
+        (("--run-id", "other"), SEED_3DBALL, "--run-id other: the sweep's run ids start with"),
+        (("--force",), SEED_3DBALL, "--force: the sweep was planned without it"),
+        (("--results-dir", "elsewhere"), SEED_3DBALL, "--results-dir changed from"),
+        (("--base-port", "6000"), SEED_3DBALL, "--base-port changed from 5005 to 6000"),
+    ],
+)
+def test_refused_extensions_exit_2_with_one_line_and_write_nothing(
+    workdir: Path, args: tuple[str, ...], text: str, message: str
+) -> None:
+    write(workdir / "3DBall.yaml", SEED_3DBALL)
+    assert run_cli(cli.plan, "grid-plan", ["3DBall.yaml"]).code == 0
+    queue_dir = workdir / "sweeps" / "3DBall"
+    before = snapshot(queue_dir)
+    changed = write(workdir / "changed.yaml", text)
+    result = extend_cli(queue_dir, changed, *args)
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("grid-plan: "), result.err
+    assert message in lines[0]
+    assert snapshot(queue_dir) == before
+
+
+def test_extend_of_a_missing_sweep_says_so(workdir: Path) -> None:
+    config = write(workdir / "3DBall.yaml", SEED_3DBALL)
+    result = extend_cli(workdir / "nowhere", config)
+    assert result.code == 2
+    assert "no sweep here" in result.err
+    assert not (workdir / "nowhere").exists()
+
+
+def test_a_new_swept_key_and_opt_stop_rewrite_the_job_files_of_runs_not_final(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = new_sweep(tmp_path, runs=2, ticks=2, extra="engine_settings:\n  time_scale: 1\n")
+    sweep.stop("grid-1")  # final before the extension: keeps its conditions
+    final_job = sweep.queue.paths.job_file("grid-1").read_bytes()
+    text = (tmp_path / "grid.yaml").read_text()
+    grown = text.replace("time_scale: 1", "time_scale:\n    opt_values: [1, 3]").replace(
+        "summary_freq: 1\n", f"summary_freq: 1\n    opt_stop: {STOP}\n"
+    )
+    config = write(tmp_path / "grown.yaml", grown)
+    result = extend_cli(sweep.queue_dir, config)
+    assert result.code == 0, result.err
+    assert "new swept key: engine_settings.time_scale (existing runs keep 1)" in result.out
+    assert "opt_stop changed" in result.out
+    queue = Queue(sweep.queue_dir)
+    assert queue.sweep.run_ids == ["grid-0", "grid-1", "grid-2", "grid-3"]
+    assert queue.job("grid-0").values["engine_settings"] == {"time_scale": 1}
+    assert queue.job("grid-0").conditions and queue.job("grid-2").conditions
+    assert queue.job("grid-3").values == {
+        "engine_settings": {"time_scale": 3},
+        "environment_parameters": {"index": 1},
+    }
+    grid1 = queue.job("grid-1")
+    assert grid1.values["engine_settings"] == {"time_scale": 1} and not grid1.conditions
+    assert final_job != queue.paths.job_file("grid-1").read_bytes()
+    info = queue.paths.config_info.read_text().splitlines()
+    assert info[0] == "grid-0 - environment_parameters - index: 0"
+    assert info[2] == "grid-2 - engine_settings - time_scale: 3 - environment_parameters - index: 0"
+    assert_consistent(queue)
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    configs = {
+        r: yaml.safe_load(queue.paths.config_file(r).read_text()) for r in ("grid-0", "grid-3")
+    }
+    assert configs["grid-0"]["engine_settings"]["time_scale"] == 1
+    assert configs["grid-3"]["engine_settings"]["time_scale"] == 3
+
+
+def test_two_extends_at_once_one_wins_and_the_other_is_refused(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    for attempt in range(3):
+        root = tmp_path / str(attempt)
+        sweep = new_sweep(root, runs=2, extra=TWO_BY_TWO)
+        text = (root / "grid.yaml").read_text()
+        configs = [
+            write(root / "a.yaml", text.replace("[1, 2]", "[1, 2, 3]")),
+            write(root / "b.yaml", text.replace("[1, 2]", "[1, 2, 4, 5]")),
+        ]
+        procs = [
+            sweep.start(sweep.command("grid-plan", str(config), "--extend")) for config in configs
+        ]
+        codes = [proc.wait(timeout=60) for proc in procs]
+        assert sorted(codes) == [0, 2], [sweep.output(p) for p in procs]
+        winner = codes.index(0)
+        loser = procs[1 - winner]
+        assert "grid-plan: " in sweep.output(loser)
+        queue = Queue(sweep.queue_dir)
+        expected = 6 if winner == 0 else 8
+        assert queue.sweep.run_ids == [f"grid-{i}" for i in range(expected)]
+        assert_consistent(queue)
+
+
+def assert_consistent(queue: Queue) -> None:
+    """sweep.json, the job files and config_info.txt tell one sweep."""
+    assert not queue.paths.extension_dir.exists()
+    run_ids = queue.sweep.run_ids
+    lines = queue.paths.config_info.read_text().splitlines()
+    assert [line.split(" - ")[0] for line in lines] == run_ids
+    conditions = queue.sweep.conditions
+    final = set(queue.final_ids())
+    for run_id in run_ids:
+        job = queue.job(run_id)
+        if run_id not in final and conditions is not None:
+            assert [c.to_dict() for c in job.conditions] == conditions, run_id
+    jobs = {p.stem for p in (queue.root / "jobs").glob("*.json")}
+    assert set(run_ids) <= jobs
+
+
+# -- under running workers ------------------------------------------------------------
+def test_extend_2x2_to_3x2_while_two_waiting_workers_run(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = new_sweep(
+        tmp_path,
+        runs=2,
+        ticks=10,
+        extra=TWO_BY_TWO,
+        options={"default": {"step_delay": 0.02}, "runs": {"grid-3": {"step_delay": 0.4}}},
+    )
+    workers = [sweep.start_worker("--wait") for _ in range(2)]
+    queue = sweep.queue
+    sweep.wait_for(lambda: all(queue.paths.final_file(f"grid-{i}").exists() for i in range(3)))
+    assert not queue.paths.final_file("grid-3").exists()
+    before = snapshot(sweep.queue_dir)
+    results_before = snapshot(tmp_path / "results")
+    text = (tmp_path / "grid.yaml").read_text()
+    grown = write(tmp_path / "grown.yaml", text.replace("[1, 2]", "[1, 2, 3]"))
+    extended_at = time.time()
+    result = extend_cli(sweep.queue_dir, grown)
+    assert result.code == 0, result.err
+    assert "2 new runs (grid-4 ... grid-5)" in result.out
+    # The idle worker is woken by the new sweep.json, not by its 30 s recheck.
+    sweep.wait_for(lambda: sweep.starts("grid-4"), timeout=10)
+    assert sweep.starts("grid-4")[0]["time"] - extended_at < 5
+    for worker in workers:
+        assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert set(sweep.statuses().values()) == {"done"}
+    assert sorted(e["run_id"] for e in sweep.starts()) == [f"grid-{i}" for i in range(6)]
+    after = snapshot(sweep.queue_dir)
+    for run_id in ("grid-0", "grid-1", "grid-2"):
+        for name in (f"jobs/{run_id}.json", f"final/{run_id}.json", f"logs/{run_id}.log"):
+            assert after[name] == before[name], name
+    assert after["jobs/grid-3.json"] == before["jobs/grid-3.json"]
+    results_after = snapshot(tmp_path / "results")
+    for name, data in results_before.items():
+        if not name.startswith("grid-3/"):
+            assert results_after[name] == data, name
+    assert queue.job("grid-4").values == {
+        "engine_settings": {"time_scale": 3},
+        "environment_parameters": {"index": 0},
+    }
+    assert_consistent(queue)
+
+
+# -- grid-retry -----------------------------------------------------------------------
+def retry(sweep: Sweep, *args: str) -> Any:
+    return run_cli(cli.retry_command, "grid-retry", ["--queue", str(sweep.queue_dir), *args])
+
+
+def test_retry_of_a_failed_run_starts_its_failures_over_and_resumes_from_its_checkpoint(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = new_sweep(
+        tmp_path,
+        runs=1,
+        ticks=6,
+        options={
+            "default": {"crash": 3, "crash_after": 3, "crash_times": 1, "checkpoint_every": 1}
+        },
+    )
+    worker = sweep.start_worker("--max-attempts", "1")
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert sweep.statuses() == {"grid-0": "failed"}
+    result = retry(sweep, "--failed", "--reason", "fixed the crash")
+    assert result.code == 0, result.err
+    assert "grid-0: retried (was failed (exit code 3); retry 1)" in result.out
+    state = sweep.queue.read_state("grid-0")
+    assert (state.status, state.failures, state.retries) == ("pending", 0, 1)
+    event = sweep.events("retried")[0]
+    assert event["reason"] == "fixed the crash" and event["previous"] == "failed"
+    again = sweep.start_worker("--max-attempts", "1")
+    assert again.wait(timeout=60) == 0, sweep.output(again)
+    starts = sweep.starts("grid-0")
+    assert len(starts) == 2
+    assert starts[1]["resume"] is True and starts[1]["start_step"] == 2
+    report = sweep.report()
+    row = report["runs"][0]
+    assert (row["status"], row["retries"], row["previous"]) == (
+        "done",
+        1,
+        "failed (exit code 3)",
+    )
+    table = run_cli(cli.status_command, "grid-status", ["--queue", str(sweep.queue_dir)])
+    assert "retried once, last failed (exit code 3)" in table.out
+
+
+def test_retry_of_a_stopped_run_removes_its_kill_file_and_resumes_it(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = new_sweep(tmp_path, runs=2, ticks=200, options={"default": {"step_delay": 0.03}})
+    worker = sweep.start_worker()
+    sweep.wait_for_training("grid-0")
+    # Refused while it trains, and for a pending run: nothing changes.
+    before = snapshot(sweep.queue_dir)
+    for args, message in (
+        (("grid-0",), "grid-0 is running; only failed and stopped runs can be retried"),
+        (("grid-1",), "grid-1 is pending"),
+        (("grid-9",), "no run 'grid-9' in this sweep"),
+        ((), "--failed / --stopped"),
+    ):
+        refused = retry(sweep, *args)
+        assert refused.code == 2, refused
+        assert len(refused.err.strip().splitlines()) == 1 and message in refused.err
+    assert snapshot(sweep.queue_dir).keys() == before.keys()
+    assert sweep.queue.read_state("grid-0").status == "running"
+    sweep.stop("grid-0", "grid-1", reason="too slow")
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert sweep.statuses() == {"grid-0": "stopped", "grid-1": "stopped"}
+    saved = json.loads((tmp_path / "results" / "grid-0" / "3DBall" / "checkpoint.pt").read_text())[
+        "step"
+    ]
+    assert 0 < saved < 200
+    result = retry(sweep, "grid-0")
+    assert result.code == 0, result.err
+    assert not sweep.queue.paths.kill_file("grid-0").exists()
+    assert sweep.queue.paths.kill_file("grid-1").exists()
+    assert sweep.statuses() == {"grid-0": "pending", "grid-1": "stopped"}
+    again = sweep.start_worker()
+    assert again.wait(timeout=60) == 0, sweep.output(again)
+    starts = sweep.starts("grid-0")
+    assert len(starts) == 2 and starts[1]["resume"] is True
+    assert starts[1]["start_step"] == saved
+    assert sweep.statuses() == {"grid-0": "done", "grid-1": "stopped"}
+    assert not sweep.starts("grid-1")
+    # done is not retryable
+    done = retry(sweep, "grid-0", "--stopped")
+    assert done.code == 2 and "grid-0 is done" in done.err
+    assert sweep.statuses() == {"grid-0": "done", "grid-1": "stopped"}
+
+
+def test_a_retried_stopped_run_is_checked_against_its_opt_stop_again(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = new_sweep(
+        tmp_path,
+        runs=1,
+        ticks=400,
+        stops={"3DBall": STOP},
+        options={"default": {"step_delay": 0.05, "curve": {"*": [1]}}},
+    )
+    logdir = str(tmp_path / "results")
+    for round_ in range(2):
+        worker = sweep.start_worker()
+        monitor = sweep.start(sweep.command("grid-monitor", "--logdir", logdir))
+        assert worker.wait(timeout=60) == 0, sweep.output(worker)
+        assert monitor.wait(timeout=60) == 0, sweep.output(monitor)
+        assert sweep.statuses() == {"grid-0": "stopped"}
+        if round_ == 0:
+            assert retry(sweep, "--stopped").code == 0
+    starts = sweep.starts("grid-0")
+    assert len(starts) == 2 and starts[1]["resume"] is True
+    assert len(sweep.events("stopped")) == 2
+    assert sweep.queue.read_state("grid-0").retries == 1
+
+
+@pytest.mark.parametrize("point", ["before", "after"])
+def test_a_retry_killed_at_its_write_leaves_the_run_final_and_can_be_redone(
+    new_sweep: Callable[..., Sweep], tmp_path: Path, point: str
+) -> None:
+    sweep = new_sweep(tmp_path, runs=1, ticks=2)
+    sweep.stop("grid-0")
+    assert sweep.statuses() == {"grid-0": "stopped"}
+    victim = sweep.start(
+        [sys.executable, "-m", "tests.faulty", point, "1", "grid-retry"]
+        + ["--queue", str(sweep.queue_dir), "grid-0"]
+    )
+    assert victim.wait(timeout=60) == -signal.SIGKILL, sweep.output(victim)
+    assert sweep.statuses() == {"grid-0": "stopped"}
+    assert retry(sweep, "grid-0").code == 0
+    assert sweep.statuses() == {"grid-0": "pending"}
+    assert sweep.queue.read_state("grid-0").retries == 1
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=60) == 0
+    assert sweep.statuses() == {"grid-0": "done"}
+
+
+# -- crashes of --extend ------------------------------------------------------------
+def test_an_extend_killed_at_every_write_leaves_the_old_sweep_or_the_new_one(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    checked = 0
+    for point in ("before", "after"):
+        n = 1
+        while True:
+            root = tmp_path / f"{point}-{n}"
+            sweep = new_sweep(root, runs=2, ticks=2, extra=TWO_BY_TWO)
+            text = (root / "grid.yaml").read_text()
+            grown = text.replace("[1, 2]", "[1, 2, 3]").replace(
+                "summary_freq: 1\n", f"summary_freq: 1\n    opt_stop: {STOP}\n"
+            )
+            config = write(root / "grown.yaml", grown)
+            old_ids = [f"grid-{i}" for i in range(4)]
+            new_ids = [f"grid-{i}" for i in range(6)]
+            victim = sweep.start(
+                [sys.executable, "-m", "tests.faulty", point, str(n), "grid-plan"]
+                + [str(config), "--extend", "--queue", str(sweep.queue_dir)]
+            )
+            code = victim.wait(timeout=60)
+            queue = Queue(sweep.queue_dir)
+            if code == 0:
+                assert queue.sweep.run_ids == new_ids
+                assert_consistent(queue)
+                break
+            assert code == -signal.SIGKILL, sweep.output(victim)
+            # Workers see the old run ids or the new ones, each with its job file.
+            assert queue.sweep.run_ids in (old_ids, new_ids)
+            for run_id in queue.sweep.run_ids:
+                queue.job(run_id)
+            # What a worker does first: finish a committed extension or drop a staged one.
+            queue.settle_extension()
+            assert queue.sweep.run_ids in (old_ids, new_ids)
+            assert_consistent(queue)
+            # A following --extend completes it, and the workers train every run once.
+            result = extend_cli(sweep.queue_dir, config)
+            assert result.code == 0, result.err
+            assert queue.sweep.run_ids == new_ids
+            assert_consistent(queue)
+            checked += 1
+            n += 1
+        if point == "after":
+            worker = sweep.start_worker()
+            assert worker.wait(timeout=60) == 0, sweep.output(worker)
+            assert sorted(e["run_id"] for e in sweep.starts()) == sorted(new_ids)
+    assert checked >= 8
+
+
+def test_a_worker_finishes_an_extension_its_writer_left_committed(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = new_sweep(tmp_path, runs=2, ticks=2, extra=TWO_BY_TWO)
+    text = (tmp_path / "grid.yaml").read_text()
+    config = write(tmp_path / "grown.yaml", text.replace("[1, 2]", "[1, 2, 3]"))
+    # Killed right after the manifest (its first rename): committed, nothing applied yet.
+    victim = sweep.start(
+        [sys.executable, "-m", "tests.faulty", "after", "1", "grid-plan"]
+        + [str(config), "--extend", "--queue", str(sweep.queue_dir)]
+    )
+    assert victim.wait(timeout=60) == -signal.SIGKILL
+    assert sweep.queue.sweep.run_ids == [f"grid-{i}" for i in range(4)]
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert sorted(e["run_id"] for e in sweep.starts()) == [f"grid-{i}" for i in range(6)]
+    assert_consistent(sweep.queue)
+    assert len(sweep.events("extended")) == 2
+
+
+def test_a_new_opt_stop_reaches_the_running_monitor_and_stops_a_running_run(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    sweep = new_sweep(
+        tmp_path,
+        runs=1,
+        ticks=400,
+        options={"default": {"step_delay": 0.05, "curve": {"*": [1]}}},
+    )
+    worker = sweep.start_worker()
+    monitor = sweep.start(
+        sweep.command("grid-monitor", "--logdir", str(tmp_path / "results"), "--interval", "1")
+    )
+    sweep.wait_for_training("grid-0")
+    time.sleep(0.5)  # the monitor has read the job (no conditions) by now
+    assert sweep.queue.read_state("grid-0").status == "running"
+    text = (tmp_path / "grid.yaml").read_text()
+    grown = text.replace("summary_freq: 1\n", f"summary_freq: 1\n    opt_stop: {STOP}\n")
+    result = extend_cli(sweep.queue_dir, write(tmp_path / "grown.yaml", grown))
+    assert result.code == 0, result.err
+    assert "job files rewritten: 1" in result.out
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert monitor.wait(timeout=60) == 0, sweep.output(monitor)
+    assert sweep.statuses() == {"grid-0": "stopped"}
+    assert "Environment/Cumulative Reward: 1 < 50" in sweep.report()["runs"][0]["stop_reason"]
