@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -177,3 +179,122 @@ def test_rung_steps_are_checked_against_swept_and_default_max_steps(tmp_path: Pa
     config = write(tmp_path / "b.yaml", f"opt_rungs:\n  tag: {TAG}\n  steps: [40]\n" + text)
     result = run_cli(cli.plan, "grid-plan", [str(config), "--queue", str(tmp_path / "q")])
     assert result.code == 2 and "max_steps (40)" in result.err
+
+
+# -- sweeps through real workers and the monitor ---------------------------------------
+RUNGS = f"opt_rungs:\n  tag: {TAG}\n  steps: [10, 30]\n  keep: 0.3333\n  window: 3\n"
+# Points 6, 7, 8 lead at rung 1 (step 10); at rung 2 (step 30) point 6 leads: curves cross.
+EARLY = {p: float(p) for p in range(9)}
+LATE = {6: 20.0, 7: 5.0, 8: 6.0}
+
+
+def curve(point: int) -> list[float]:
+    late = LATE.get(point, float(point))
+    return [EARLY[point]] * 10 + [late] * 50
+
+
+def rung_sweep(new_sweep: Any, root: Path, **options: Any) -> Any:
+    runs = {f"grid-{p}": {"curve": {"*": curve(p)}} for p in range(9)}
+    return new_sweep(
+        root,
+        runs=9,
+        ticks=60,
+        extra=RUNGS,
+        options={"default": {"step_delay": 0.04, **options}, "runs": runs},
+    )
+
+
+def monitor_command(sweep: Any) -> list[str]:
+    return sweep.command("grid-monitor", "--logdir", str(sweep.root / "results"), "--interval", "1")
+
+
+def decision(sweep: Any, number: int) -> dict[str, Any]:
+    return json.loads((sweep.queue_dir / "rungs" / f"{number}.json").read_text())
+
+
+def check_outcome(sweep: Any) -> None:
+    first, second = decision(sweep, 1), decision(sweep, 2)
+    assert sorted(first["promoted"]) == [6, 7, 8]
+    assert sorted(first["stopped"]) == [0, 1, 2, 3, 4, 5]
+    assert second["promoted"] == [6] and sorted(second["stopped"]) == [7, 8]
+    statuses = sweep.statuses()
+    assert statuses == {f"grid-{p}": "done" if p == 6 else "stopped" for p in range(9)}
+    reasons = {r["run_id"]: r["stop_reason"] for r in sweep.report()["runs"]}
+    assert reasons["grid-0"].startswith("rung 1 (step 10): rank 9 of 9, score 0 < cut 6")
+    assert reasons["grid-7"].startswith("rung 2 (step 30): rank 3 of 3, score 5 < cut 20")
+    # Never decided twice, never promoted twice.
+    decided = [e["rung"] for e in sweep.events("rung-decided")]
+    assert sorted(set(decided)) == sorted(decided)  # the event of a killed monitor may be lost
+    assert set(decided) >= {2}
+    promoted = [(e["run_id"], e["rung"]) for e in sweep.events("promoted")]
+    assert sorted(promoted) == sorted({("grid-6", 1), ("grid-6", 2), ("grid-7", 1), ("grid-8", 1)})
+    # Promoted runs resume from where they paused, never from 0.
+    for run_id in ("grid-6", "grid-7", "grid-8"):
+        starts = sweep.starts(run_id)
+        assert starts[0]["start_step"] == 0
+        for start in starts[1:]:
+            assert start["resume"] and start["start_step"] >= 10, starts
+    last = sweep.starts("grid-6")[-1]
+    assert last["start_step"] >= 30
+    # Runs stopped at rung 1 trained about 10 steps, not 60.
+    for p in range(6):
+        assert len(sweep.starts(f"grid-{p}")) == 1
+        assert sweep.exits(f"grid-{p}")[-1]["step"] < 30
+
+
+def wait_final(sweep: Any, timeout: float = 90) -> None:
+    sweep.wait_for(lambda: sweep.queue.all_final(), timeout=timeout)
+
+
+def test_nine_points_two_rungs_promote_the_expected_points(new_sweep: Any, tmp_path: Path) -> None:
+    sweep = rung_sweep(new_sweep, tmp_path)
+    monitor = sweep.start(monitor_command(sweep))
+    workers = [sweep.start_worker() for _ in range(3)]  # plain workers, no --wait
+    wait_final(sweep)
+    for proc in [*workers, monitor]:
+        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+    check_outcome(sweep)
+    assert (tmp_path / "q" / "pause").is_dir()
+
+
+def test_monitor_killed_between_a_decision_and_its_promotions(
+    new_sweep: Any, tmp_path: Path
+) -> None:
+    sweep = rung_sweep(new_sweep, tmp_path)
+    # The monitor's 10th atomic rename is rungs/1.json (after 9 pause requests): killed
+    # right after it, before any promotion.
+    faulty = sweep.start(
+        [sys.executable, "-m", "tests.faulty", "after", "10", "grid-monitor"]
+        + monitor_command(sweep)[1:]
+    )
+    workers = [sweep.start_worker("--wait") for _ in range(3)]
+    assert faulty.wait(timeout=60) == -9, sweep.output(faulty)
+    written = decision(sweep, 1)
+    assert sweep.events("rung-decided") == []  # killed before it could even log it
+    monitor = sweep.start(monitor_command(sweep))
+    wait_final(sweep)
+    for proc in [*workers, monitor]:
+        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+    assert decision(sweep, 1) == written
+    check_outcome(sweep)
+
+
+def test_worker_killed_while_its_run_pauses_leaves_it_paused_not_lost(
+    new_sweep: Any, tmp_path: Path
+) -> None:
+    # Saving takes 1.5 s: the worker is killed while its trainer saves for the pause.
+    sweep = rung_sweep(new_sweep, tmp_path, sigint_delay=1.5)
+    monitor = sweep.start(monitor_command(sweep))
+    worker = sweep.start_worker()
+    sweep.wait_for(lambda: [e for e in sweep.ledger_entries() if e.get("event") == "sigint"])
+    run_id = next(e["run_id"] for e in sweep.ledger_entries() if e.get("event") == "sigint")
+    worker.kill()
+    worker.wait(timeout=10)
+    sweep.wait_for(lambda: sweep.exits(run_id), timeout=20)
+    assert sweep.statuses()[run_id] in ("paused", "interrupted")
+    workers = [sweep.start_worker() for _ in range(3)]
+    wait_final(sweep)
+    for proc in [*workers, monitor]:
+        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+    assert any(e["run_id"] == run_id for e in sweep.events("paused"))
+    check_outcome(sweep)
