@@ -155,8 +155,9 @@ class Monitor:
             for verdict in verdicts:
                 if self.queue.request_stop(verdict.run_id, verdict.reason, self.identity):
                     say(f"{verdict.run_id}: {verdict.reason}, stop requested")
-            stopped = {v.run_id for v in verdicts}
-            self._pause({r: n for r, n in pausing.items() if r not in stopped}, latest)
+            if pausing:
+                stopped = {v.run_id for v in verdicts}
+                self._pause({r: n for r, n in pausing.items() if r not in stopped}, latest)
         if self.rungs is not None:
             try:
                 self.check_rungs(deciding=not heading)

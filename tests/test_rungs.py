@@ -26,6 +26,7 @@ from mlagents_grid.rungs import (
     window_score,
 )
 
+from .board import Board
 from .conftest import run_cli, tree, write
 
 TAG = "Environment/Cumulative Reward"
@@ -212,7 +213,8 @@ def decision(sweep: Any, number: int) -> dict[str, Any]:
     return json.loads((sweep.queue_dir / "rungs" / f"{number}.json").read_text())
 
 
-def check_outcome(sweep: Any) -> None:
+def check_outcome(sweep: Any, before: int = 30) -> None:
+    """`before`: the step runs stopped at rung 1 stay below (TensorBoard reloads each 1 s)."""
     first, second = decision(sweep, 1), decision(sweep, 2)
     assert sorted(first["promoted"]) == [6, 7, 8]
     assert sorted(first["stopped"]) == [0, 1, 2, 3, 4, 5]
@@ -236,25 +238,38 @@ def check_outcome(sweep: Any) -> None:
             assert start["resume"] and start["start_step"] >= 10, starts
     last = sweep.starts("grid-6")[-1]
     assert last["start_step"] >= 30
-    # Runs stopped at rung 1 trained about 10 steps, not 60.
+    # Runs stopped at rung 1 trained about 10 steps, not 60, and saved their model.
     for p in range(6):
         assert len(sweep.starts(f"grid-{p}")) == 1
-        assert sweep.exits(f"grid-{p}")[-1]["step"] < 30
+        assert sweep.exits(f"grid-{p}")[-1]["step"] < before
+        assert sweep.exits(f"grid-{p}")[-1]["reason"] == "sigint"
 
 
 def wait_final(sweep: Any, timeout: float = 90) -> None:
     sweep.wait_for(lambda: sweep.queue.all_final(), timeout=timeout)
 
 
-def test_nine_points_two_rungs_promote_the_expected_points(new_sweep: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["logdir", "tensorboard"])
+def test_nine_points_two_rungs_promote_the_expected_points(
+    new_sweep: Any, tmp_path: Path, mode: str
+) -> None:
     sweep = rung_sweep(new_sweep, tmp_path)
-    monitor = sweep.start(monitor_command(sweep))
-    workers = [sweep.start_worker() for _ in range(3)]  # plain workers, no --wait
-    wait_final(sweep)
-    for proc in [*workers, monitor]:
-        assert proc.wait(timeout=30) == 0, sweep.output(proc)
-    check_outcome(sweep)
-    assert (tmp_path / "q" / "pause").is_dir()
+    board = Board(tmp_path / "results")
+    try:
+        if mode == "logdir":
+            monitor = sweep.start(monitor_command(sweep))
+        else:
+            board.start()
+            monitor = sweep.start(
+                sweep.command("grid-monitor", "--tensorboard", board.url, "--interval", "0.5")
+            )
+        workers = [sweep.start_worker() for _ in range(3)]  # plain workers, no --wait
+        wait_final(sweep)
+        for proc in [*workers, monitor]:
+            assert proc.wait(timeout=30) == 0, sweep.output(proc)
+    finally:
+        board.stop()
+    check_outcome(sweep, 30 if mode == "logdir" else 60)
 
 
 def test_monitor_killed_between_a_decision_and_its_promotions(
@@ -298,3 +313,46 @@ def test_worker_killed_while_its_run_pauses_leaves_it_paused_not_lost(
         assert proc.wait(timeout=30) == 0, sweep.output(proc)
     assert any(e["run_id"] == run_id for e in sweep.events("paused"))
     check_outcome(sweep)
+
+
+def test_status_report_and_grid_stop_with_paused_runs(new_sweep: Any, tmp_path: Path) -> None:
+    sweep = new_sweep(
+        tmp_path,
+        runs=3,
+        ticks=20,
+        extra=f"opt_rungs:\n  tag: {TAG}\n  steps: [5]\n  keep: 0.34\n  window: 2\n",
+        options={
+            "default": {"step_delay": 0.03},
+            "runs": {
+                "grid-0": {"curve": {"*": [9.0]}},
+                "grid-1": {"curve": {"*": [1.0]}},
+                "grid-2": {"curve": {"*": [2.0]}, "step_delay": 1.0},
+            },
+        },
+    )
+    monitor = sweep.start(monitor_command(sweep))
+    workers = [sweep.start_worker() for _ in range(3)]
+    sweep.wait_for(
+        lambda: sweep.statuses()["grid-0"] == "paused" and sweep.statuses()["grid-1"] == "paused"
+    )
+    report = sweep.report()
+    assert report["counts"]["paused"] == 2
+    assert report["rungs"]["current"] == 1 and report["rungs"]["paused"] == 2
+    table = run_cli(cli.status_command, "grid-status", ["--queue", str(sweep.queue_dir)])
+    assert "rung 1 of 1 (step 5): 2/3 runs there (2 paused, 0 final)" in table.out
+    assert "paused" in table.out
+    # A paused run that gets a kill file is stopped at once; it takes no place at the rung.
+    sweep.stop("grid-0", reason="by hand")
+    assert sweep.statuses()["grid-0"] == "stopped"
+    wait_final(sweep)
+    for proc in [*workers, monitor]:
+        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+    first = decision(sweep, 1)
+    assert first["promoted"] == [2, 1] and first["stopped"] == []
+    assert sweep.statuses() == {"grid-0": "stopped", "grid-1": "done", "grid-2": "done"}
+    result = run_cli(cli.report_command, "grid-report", ["--queue", str(sweep.queue_dir)])
+    assert result.code == 0, result.err
+    markdown = (sweep.queue_dir / "report" / "report.md").read_text()
+    assert "## Rungs" in markdown
+    assert "### Rung 1 (step 5): 2 of 3 points promoted, cut 1" in markdown
+    assert "| 1 | 0 | grid-0 | 9 | final before |" in markdown
