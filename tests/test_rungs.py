@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -356,3 +357,38 @@ def test_status_report_and_grid_stop_with_paused_runs(new_sweep: Any, tmp_path: 
     assert "## Rungs" in markdown
     assert "### Rung 1 (step 5): 2 of 3 points promoted, cut 1" in markdown
     assert "| 1 | 0 | grid-0 | 9 | final before |" in markdown
+
+
+# -- the real ML-Agents stack ---------------------------------------------------------
+@pytest.mark.real_mlagents
+def test_real_four_points_one_rung(tmp_path: Path) -> None:
+    from .test_real_mlagents import SIM_LEARN, RealSweep, behavior
+
+    if not SIM_LEARN.exists():
+        pytest.skip("the ML-Agents stack is missing; run scripts/setup-mlagents.sh")
+    config = (
+        f"opt_rungs:\n  tag: {TAG}\n  steps: [2000]\n  keep: 0.5\n  window: 2\n"
+        + "behaviors:\n  3DBall:\n"
+        + behavior("\n  opt_values: [0.00001, 0.0003, 0.001, 0.003]", max_steps=5000)
+    )
+    sweep = RealSweep(tmp_path, config, SIM_LEARN)
+    try:
+        monitor = sweep.start("grid-monitor", "--logdir", str(sweep.results), "--interval", "1")
+        workers = [sweep.worker() for _ in range(2)]
+        for proc in [*workers, monitor]:
+            assert proc.wait(timeout=600) == 0
+    finally:
+        sweep.close()
+    first = json.loads((sweep.queue_dir / "rungs" / "1.json").read_text())
+    assert len(first["promoted"]) == 2 and len(first["stopped"]) == 2
+    assert 0 not in first["promoted"]  # learning_rate 1e-5 has learned nothing by step 2000
+    statuses = sweep.statuses()
+    for point in range(4):
+        run_id = sweep.queue.sweep.run_ids[point]
+        if point in first["promoted"]:
+            assert statuses[run_id] == "done"
+            # Resumed from the checkpoint saved at the pause, never retrained from 0.
+            resumed = re.findall(r"Resuming training from step (\d+)", sweep.log(run_id))
+            assert resumed and int(resumed[0]) >= 2000, sweep.log(run_id)
+        else:
+            assert statuses[run_id] == "stopped"
