@@ -369,7 +369,7 @@ def test_real_four_points_one_rung(tmp_path: Path) -> None:
     config = (
         f"opt_rungs:\n  tag: {TAG}\n  steps: [2000]\n  keep: 0.5\n  window: 2\n"
         + "behaviors:\n  3DBall:\n"
-        + behavior("\n  opt_values: [0.00001, 0.0003, 0.001, 0.003]", max_steps=5000)
+        + behavior("{opt_values: [0.00001, 0.0003, 0.001, 0.003]}", max_steps=5000)
     )
     sweep = RealSweep(tmp_path, config, SIM_LEARN)
     try:
