@@ -10,6 +10,7 @@ import time
 import bench_dispatch
 import bench_idle
 import bench_plan
+import bench_rungs
 import bench_status
 import bench_stop
 from common import ROOT, Row
@@ -20,6 +21,9 @@ SUITES = {
     "Stopping (fake trainer, real TensorBoard)": bench_stop.main,
     "Idle cost, memory and monitor polls": bench_idle.main,
     "Seeing the sweep (grid-status, grid-report)": bench_status.main,
+    "Rungs: successive halving (fake trainer; 3x3 on the real stack)": lambda: (
+        bench_rungs.main() + bench_rungs.real_stack()
+    ),
 }
 
 

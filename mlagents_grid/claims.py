@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GridError
-from .job import FINAL, INTERRUPTED, RUNNING, JobState
+from .job import FINAL, INTERRUPTED, PAUSED, RUNNING, JobState
 from .outcome import Outcome, decide
 from .queue import PROBE_WAIT, Claim, Queue, try_lock
 from .wakeup import Wakeup
@@ -26,7 +26,9 @@ TAKEN_OVER = (RUNNING, INTERRUPTED)
 
 
 def claim_order(statuses: dict[str, str | None], order: dict[str, int]) -> list[str]:
-    """Started runs to try first: interrupted ones, then retries, each in run order."""
+    """Started runs to try first: interrupted ones, then retries and promoted runs (pending
+    again), each in run order. Paused runs are left out: they wait for their rung."""
+    statuses = {r: s for r, s in statuses.items() if s != PAUSED}
     ranked = sorted(statuses, key=lambda run_id: order.get(run_id, len(order)))
     first = [r for r in ranked if statuses[r] in TAKEN_OVER]
     return first + [r for r in ranked if statuses[r] not in TAKEN_OVER]
@@ -80,8 +82,21 @@ class Claimer:
         """Lock the next claimable run: interrupted ones first, then retries, then pending."""
         paths = self.queue.paths
         started = [r for r in self.queue.active_ids() if not paths.final_file(r).exists()]
-        statuses = {r: self.queue.recorded_status(r) for r in started}
-        for run_id in claim_order(statuses, self._order()):
+        states = {r: self._peek(r) for r in started}
+        statuses = {r: None if s is None else s.status for r, s in states.items()}
+        # Paused runs wait for their rung; once it is decided, whoever claims first carries
+        # out the decision (promoted: trained now; not promoted: stopped).
+        decided = (
+            self.queue.decided_rungs() if any(s == PAUSED for s in statuses.values()) else set()
+        )
+        waiting = {
+            r
+            for r, s in states.items()
+            if s is not None and s.status == PAUSED and s.rung + 1 not in decided
+        }
+        for run_id in claim_order(statuses, self._order()) + sorted(
+            set(r for r, s in statuses.items() if s == PAUSED) - waiting
+        ):
             claim = self._try(run_id, probed=statuses[run_id] in TAKEN_OVER)
             if claim is not None:
                 return claim
@@ -104,11 +119,17 @@ class Claimer:
                 return claim
         final = set(self.queue.final_ids())
         for run_id in run_ids:
-            if run_id not in final:
+            if run_id not in final and run_id not in waiting:
                 claim = self._try(run_id, probed=run_id in skip)
                 if claim is not None:
                     return claim
         return None
+
+    def _peek(self, run_id: str) -> JobState | None:
+        try:
+            return self.queue.read_state(run_id)
+        except GridError:
+            return None
 
     def settle(self, run_id: str) -> None:
         """Settle what a run nobody trains needs (a stop request: it is recorded stopped)."""
@@ -189,6 +210,24 @@ class Claimer:
         if reason is not None:
             self.queue.settle_stop_request(claim, reason, self.worker)
             return None
+        if claim.state.status == PAUSED:
+            return self._settle_paused(claim)
+        return claim
+
+    def _settle_paused(self, claim: Claim) -> Claim | None:
+        """Carry out the decision of the rung the run is paused at, once there is one."""
+        number = claim.state.rung + 1
+        decision = self.queue.rung_decision(number)
+        if decision is None:
+            return None  # the rung is not decided yet
+        run_id = claim.job.run_id
+        verdict = decision.verdict_for(run_id)
+        if verdict is not None and not verdict.promoted:
+            self.queue.stop_at_rung(claim, number, verdict.reason, self.worker)
+            return None
+        # Promoted; or paused after its rung was decided without it (never left behind).
+        reason = verdict.reason if verdict else f"rung {number}: not in its decision; continues"
+        self.queue.promote(claim, number, reason, self.worker)
         return claim
 
     def _settle_exit(self, claim: Claim, record: dict[str, Any]) -> Claim | None:
@@ -209,6 +248,8 @@ class Claimer:
             f"{run_id}: its trainer had ended (exit code {outcome.exit_code}) after its worker "
             f"died; recorded {decision.status}"
         )
+        if decision.status == PAUSED:
+            return self._settle_paused(claim)
         return None if decision.status in FINAL else claim
 
     # -- waiting ----------------------------------------------------------------

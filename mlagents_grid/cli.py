@@ -270,13 +270,17 @@ def _print_plan_summary(queue: Queue, the_plan: Plan) -> None:
     conditions = the_plan.conditions
     for condition in conditions:
         print(f"  opt_stop: {condition.describe()}")
+    rungs = sweep.rung_plan
+    if rungs is not None:
+        print(f"  rungs:    {rungs.describe()}")
     print(f"  results:  {sweep.results_dir}  (ports from {sweep.base_port})")
     print(f"  runs:     {queue.paths.config_info}")
     print("Next:")
     print(f"  grid-worker --queue {q}    # start one per run to train at once")
-    if conditions:
+    if conditions or rungs is not None:
         logdir = shlex.quote(sweep.results_dir)
-        print(f"  grid-monitor --queue {q} --logdir {logdir}    # applies opt_stop")
+        what = "applies opt_stop and the rungs" if rungs is not None else "applies opt_stop"
+        print(f"  grid-monitor --queue {q} --logdir {logdir}    # {what}")
     print(f"  grid-status --queue {q}")
 
 

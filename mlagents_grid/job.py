@@ -10,8 +10,10 @@ from .conditions import StopCondition
 from .planner import Path_
 
 PENDING, RUNNING, INTERRUPTED = "pending", "running", "interrupted"
+# Stopped at a rung with its model saved, until the rung is decided (see rungs.py).
+PAUSED = "paused"
 DONE, STOPPED, FAILED = "done", "stopped", "failed"
-STATUSES = (PENDING, RUNNING, INTERRUPTED, DONE, STOPPED, FAILED)
+STATUSES = (PENDING, RUNNING, PAUSED, INTERRUPTED, DONE, STOPPED, FAILED)
 FINAL = frozenset({DONE, STOPPED, FAILED})
 
 
@@ -70,6 +72,8 @@ class JobState:
     stop_reason: str | None = None
     mode: str | None = None
     slurm: str | None = None
+    # Rungs passed (promotions): the run trains towards, or is paused at, rung `rung + 1`.
+    rung: int = 0
     log_tail: list[str] = field(default_factory=list)
     # grid-retry: how often the run was made claimable again, and how it had ended before.
     retries: int = 0

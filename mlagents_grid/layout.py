@@ -12,6 +12,8 @@ state/<run>.json      a started run that is not final: running, interrupted, or 
 final/<run>.json      a final run: done, stopped or failed
 exits/<run>.json      how the run's last trainer ended, written by the process that reaped it
 kill/<run>            a stop request (JSON: reason, by, time)
+pause/<run>           a pause request at a rung (JSON: rung, step, by, time); opt_rungs only
+rungs/<n>.json        rung n's decision (points promoted and stopped, scores, reasons)
 configs/<run>.yaml    the run's trainer config, written when it first starts
 logs/<run>.log        the trainer's output, one header line per attempt
 slots/<host>.<n>.lock a worker's port slot on its host
@@ -28,7 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Folders a plan creates; the others appear when first needed.
-PLANNED_FOLDERS = ("jobs", "locks", "state", "final", "exits", "kill", "configs", "logs", "slots")
+PLANNED_FOLDERS = (
+    "jobs",
+    "locks",
+    "state",
+    "final",
+    "exits",
+    "kill",
+    "pause",
+    "rungs",
+    "configs",
+    "logs",
+    "slots",
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,21 @@ class Layout:
     @property
     def kill_dir(self) -> Path:
         return self.root / "kill"
+
+    @property
+    def pause_dir(self) -> Path:
+        return self.root / "pause"
+
+    @property
+    def rungs_dir(self) -> Path:
+        return self.root / "rungs"
+
+    def pause_file(self, run_id: str) -> Path:
+        return self.pause_dir / run_id
+
+    def rung_file(self, number: int) -> Path:
+        """Rung `number`'s decision (rungs are numbered from 1)."""
+        return self.rungs_dir / f"{number}.json"
 
     @property
     def lock_dir(self) -> Path:

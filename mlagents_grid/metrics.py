@@ -136,11 +136,11 @@ class EventFileSource:
         self._points.pop(run, None)
 
 
-def _latest_row(rows: Any) -> Scalar | None:
-    """The highest-step valid `[wall_time, step, value]` row; malformed rows are skipped."""
-    best: Scalar | None = None
+def _valid_rows(rows: Any) -> list[Scalar]:
+    """The valid `[wall_time, step, value]` rows, in their order; malformed rows are skipped."""
+    found: list[Scalar] = []
     if not isinstance(rows, list):
-        return None
+        return found
     for row in rows:
         if not (isinstance(row, list | tuple) and len(row) == 3):
             continue
@@ -149,9 +149,14 @@ def _latest_row(rows: Any) -> Scalar | None:
             continue
         if not (math.isfinite(value) and math.isfinite(step) and math.isfinite(wall_time)):
             continue
-        if best is None or step >= best.step:
-            best = Scalar(int(step), float(value), float(wall_time))
-    return best
+        found.append(Scalar(int(step), float(value), float(wall_time)))
+    return found
+
+
+def _series_rows(rows: Any) -> list[Scalar]:
+    """A whole series by step; a step written twice (a resumed run) keeps its last value."""
+    by_step = {point.step: point for point in _valid_rows(rows)}
+    return [by_step[step] for step in sorted(by_step)]
 
 
 class TensorBoardSource:
@@ -182,6 +187,12 @@ class TensorBoardSource:
 
     def fetch(self, runs: list[str], tag: str) -> dict[str, Scalar | None]:
         """The latest point of `tag` for each run; None where TensorBoard has none."""
+        return {
+            run: rows[-1] if rows else None for run, rows in self.fetch_series(runs, tag).items()
+        }
+
+    def fetch_series(self, runs: list[str], tag: str) -> dict[str, list[Scalar]]:
+        """Every point of `tag` TensorBoard keeps for each run, by step (empty: none)."""
         if not runs:
             return {}
         if self.multirun:
@@ -196,16 +207,16 @@ class TensorBoardSource:
                 body = self._json(response)
                 if response.status_code >= 400 or not isinstance(body, dict):
                     raise MetricsUnavailable(f"{response.url}: unexpected answer")
-                return {run: _latest_row(body.get(run)) for run in runs}
-        found: dict[str, Scalar | None] = {}
+                return {run: _series_rows(body.get(run)) for run in runs}
+        found: dict[str, list[Scalar]] = {}
         for run in runs:
             response = self._request(
                 "GET", "/data/plugin/scalars/scalars", params={"run": run, "tag": tag}
             )
-            found[run] = None
+            found[run] = []
             if response.status_code < 400:
                 with contextlib.suppress(MetricsUnavailable):
-                    found[run] = _latest_row(self._json(response))
+                    found[run] = _series_rows(self._json(response))
             elif response.status_code >= 500:
                 raise MetricsUnavailable(f"{response.url}: HTTP {response.status_code}")
         return found

@@ -12,7 +12,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from .job import DONE, FAILED, INTERRUPTED, PENDING, STOPPED
+from .job import DONE, FAILED, INTERRUPTED, PAUSED, PENDING, STOPPED
 
 # Stop requests of the ones who own a machine or a job: scancel, shutdown, a closed terminal.
 # SIGKILL is not among them: with no stop asked for, it is usually the kernel's OOM killer,
@@ -21,6 +21,8 @@ OUTSIDE_STOPS = frozenset({signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHU
 
 # Who asked a trainer to stop, as recorded in its exit record.
 BY_KILL_FILE, BY_WORKER, ORPHANED = "kill-file", "worker", "orphaned"
+# A pause request at a rung (pause/<run>): the model is saved and the run waits for the rung.
+BY_PAUSE = "pause"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Outcome:
     exit_code: int | None  # negative: killed by that signal; None: lost with its launcher
     stop_reason: str | None = None  # a kill file asked for the stop, for this reason
     interrupted: bool = False  # the worker was asked to stop, or died
+    paused: bool = False  # stopped at a rung by a pause request
 
     @classmethod
     def from_exit_record(cls, record: dict[str, Any], kill_reason: str | None) -> Outcome:
@@ -37,8 +40,10 @@ class Outcome:
         code = record.get("exit_code")
         stop = record.get("stop")
         exit_code = code if isinstance(code, int) else None
-        if stop == BY_KILL_FILE:
+        if stop == BY_KILL_FILE or (stop == BY_PAUSE and kill_reason is not None):
             return cls(exit_code, stop_reason=kill_reason or "stopped")
+        if stop == BY_PAUSE:
+            return cls(exit_code, paused=True)
         return cls(exit_code, interrupted=stop in (BY_WORKER, ORPHANED))
 
 
@@ -57,6 +62,9 @@ def decide(outcome: Outcome, failures: int, max_attempts: int) -> Decision:
     """The status and event an attempt's end leads to; `failures` counts earlier failures."""
     if outcome.stop_reason is not None:
         return Decision(STOPPED, "stopped", failures)
+    if outcome.paused and outcome.exit_code is not None:
+        # Whatever the exit code: a pause never counts as a failure.
+        return Decision(PAUSED, "paused", failures)
     if outcome.interrupted or outcome.exit_code is None:
         return Decision(INTERRUPTED, "interrupted", failures)
     if outcome.exit_code == 0:

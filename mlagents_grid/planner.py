@@ -23,6 +23,7 @@ import yaml
 
 from .conditions import StopCondition, parse_opt_stop
 from .errors import GridError
+from .rungs import MLAGENTS_DEFAULT_MAX_STEPS, OPT_RUNGS, Rungs, parse_opt_rungs
 
 OPT_VALUES = "opt_values"
 OPT_STOP = "opt_stop"
@@ -89,6 +90,8 @@ class Plan:
     @property
     def points(self) -> int:
         return math.prod(len(d.values) for d in self.dimensions)
+
+    rungs: dict[str, Any] | None = None  # `opt_rungs`, checked (see rungs.py)
 
     @property
     def count(self) -> int:
@@ -364,10 +367,35 @@ def _pop_path(node: Any, path: Path_) -> None:
 
 def plan_document(document: Any, source: str, prefix: str) -> Plan:
     """Expand a parsed trainer config into a `Plan` (see README: Config syntax)."""
+    rungs_raw = None
+    if isinstance(document, dict) and OPT_RUNGS in document:
+        document = dict(document)
+        rungs_raw = document.pop(OPT_RUNGS)
     try:
-        return _plan_document(document, source, prefix)
+        plan = _plan_document(document, source, prefix)
     except RecursionError:
         raise GridError(f"{source}: the config is nested too deeply; flatten it") from None
+    if rungs_raw is not None:
+        where = f"{source}: {OPT_RUNGS}"
+        plan.rungs = parse_opt_rungs(rungs_raw, _max_steps(document), where).to_dict()
+    return plan
+
+
+def _max_steps(document: dict[str, Any]) -> dict[str, int]:
+    """Each behavior's max_steps (the smallest value when it is swept), as ML-Agents reads it."""
+    defaults = document.get("default_settings")
+    default = defaults.get("max_steps") if isinstance(defaults, dict) else None
+    found: dict[str, int] = {}
+    for name, settings in document["behaviors"].items():
+        value = settings.get("max_steps", default) if isinstance(settings, dict) else default
+        if value is None:
+            value = MLAGENTS_DEFAULT_MAX_STEPS
+        if isinstance(value, dict) and isinstance(value.get(OPT_VALUES), list):
+            numbers = [v for v in value[OPT_VALUES] if isinstance(v, int | float)]
+            value = min(numbers) if numbers else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            found[str(name)] = int(value)
+    return found
 
 
 def _plan_document(document: Any, source: str, prefix: str) -> Plan:
@@ -573,6 +601,12 @@ class Sweep:
     generation: int = 0
     # The opt_stop conditions of the latest plan (None: planned before they were recorded).
     conditions: list[dict[str, Any]] | None = None
+    # `opt_rungs` as parsed (rungs.Rungs.to_dict); None: no rungs. Absent from older sweeps.
+    rungs: dict[str, Any] | None = None
+
+    @property
+    def rung_plan(self) -> Rungs | None:
+        return Rungs.from_dict(self.rungs) if self.rungs else None
 
     @property
     def behavior_folders(self) -> list[str]:
@@ -666,6 +700,7 @@ def settle_sweep(
         run_ids=plan.run_ids(),
         seeds=max(1, len(plan.seed_values)),
         conditions=[c.to_dict() for c in plan.conditions],
+        rungs=plan.rungs,
     )
     return sweep, notes
 

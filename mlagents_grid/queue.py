@@ -27,10 +27,11 @@ from filelock import FileLock, Timeout
 
 from .errors import GridError
 from .files import fsync_dir, names, read_json, sync_tree, write_atomic
-from .job import FAILED, FINAL, INTERRUPTED, PENDING, RUNNING, STOPPED, Job, JobState
+from .job import FAILED, FINAL, INTERRUPTED, PAUSED, PENDING, RUNNING, STOPPED, Job, JobState
 from .layout import PLANNED_FOLDERS, Layout
 from .outcome import Decision
 from .planner import Plan, Sweep, build_config, config_info_line
+from .rungs import RungDecision
 
 UNREADABLE_KILL = "unreadable kill file"
 RETRY = "the next worker retries the run (the file is kept as .unreadable)"
@@ -343,12 +344,27 @@ class Queue:
             exit_code=state.exit_code,
             attempt=state.attempts if decision.counts_as_failure else None,
             reason=state.stop_reason if decision.status == STOPPED else None,
+            rung=state.rung + 1 if decision.status == PAUSED else None,
         )
 
     def settle_stop_request(self, claim: Claim, reason: str, by: str) -> None:
         """A run with a kill file that no trainer runs: it is stopped, and never starts."""
         self._finish(claim, STOPPED, {"stop_reason": reason, "worker": by})
         self.record("stopped", claim.job.run_id, worker=by, reason=reason)
+
+    def promote(self, claim: Claim, number: int, reason: str, by: str) -> None:
+        """A run paused at rung `number` that the rung promoted: claimable, resumes from there."""
+        self._write_state(claim, PENDING, {"rung": number, "stop_reason": None})
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.pause_file(claim.job.run_id).unlink()
+        self.record("promoted", claim.job.run_id, worker=by, rung=number, reason=reason)
+
+    def stop_at_rung(self, claim: Claim, number: int, reason: str, by: str) -> None:
+        """A run paused at rung `number` that the rung did not promote: stopped, for good."""
+        self._finish(claim, STOPPED, {"stop_reason": reason, "worker": by})
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.pause_file(claim.job.run_id).unlink()
+        self.record("stopped", claim.job.run_id, worker=by, rung=number, reason=reason)
 
     def set_aside(self, path: Path, problem: str, by: str) -> Path:
         """Keep an unreadable state file for inspection, out of the way of a retry."""
@@ -583,6 +599,61 @@ class Queue:
 
     def stop_requested(self) -> set[str]:
         return set(names(self.paths.kill_dir, suffix=""))
+
+    # -- rungs (opt_rungs) ------------------------------------------------------
+    def request_pause(self, run_id: str, number: int, step: int, by: str) -> bool:
+        """Ask the run's worker to pause it at rung `number`; False when already asked."""
+        if self.pause_rung(run_id) == number:
+            return False
+        text = json.dumps({"rung": number, "step": step, "by": by, "time": time.time()})
+        write_atomic(self.paths.pause_file(run_id), text)
+        self.record("pause-requested", run_id, rung=number, step=step, by=by)
+        return True
+
+    def pause_rung(self, run_id: str) -> int | None:
+        """The rung the run's pause request is for; None without a readable one."""
+        try:
+            rung = json.loads(self.paths.pause_file(run_id).read_text(encoding="utf-8"))["rung"]
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return None
+        return rung if isinstance(rung, int) else None
+
+    def decided_rungs(self) -> set[int]:
+        """The numbers of the rungs whose decision is written (cheap: a folder listing)."""
+        found = set()
+        for name in names(self.paths.rungs_dir):
+            with contextlib.suppress(ValueError):
+                found.add(int(name))
+        return found
+
+    def rung_decision(self, number: int) -> RungDecision | None:
+        """Rung `number`'s decision; None when not decided (or unreadable: decided again)."""
+        try:
+            return RungDecision.from_dict(read_json(self.paths.rung_file(number)))
+        except (FileNotFoundError, GridError, KeyError, TypeError, ValueError):
+            return None
+
+    def rung_decisions(self) -> dict[int, RungDecision]:
+        found = {}
+        for number in sorted(self.decided_rungs()):
+            decision = self.rung_decision(number)
+            if decision is not None:
+                found[number] = decision
+        return found
+
+    def write_rung_decision(self, decision: RungDecision, by: str) -> None:
+        """Durably, before any run is promoted or stopped by it."""
+        self.paths.rungs_dir.mkdir(exist_ok=True)
+        write_atomic(self.paths.rung_file(decision.rung), json.dumps(decision.to_dict(), indent=1))
+        self.record(
+            "rung-decided",
+            rung=decision.rung,
+            step=decision.step,
+            promoted=decision.promoted,
+            stopped=decision.stopped,
+            cut=decision.cut,
+            by=by,
+        )
 
     # -- port slots -------------------------------------------------------------
     def take_slot(self, host: str, start: int = 0) -> tuple[int, FileLock]:

@@ -328,6 +328,7 @@ def write_markdown(
             best_config_snippet(best.job).rstrip(),
             "```",
         ]
+    lines += rung_history(queue)
     lines += ["", "## Which values matter", ""]
     for key, rows in parameter_table(points).items():
         lines += [
@@ -353,6 +354,46 @@ def write_markdown(
             )
     lines += ["", "![learning curves](curves.png)", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def rung_history(queue: Queue) -> list[str]:
+    """Which grid points each rung promoted, with their scores (rungs/<n>.json)."""
+    rungs = queue.sweep.rung_plan
+    if rungs is None:
+        return []
+    lines = [
+        "",
+        "## Rungs",
+        "",
+        f"Successive halving: at each rung a point's score is the mean of the last "
+        f"{rungs.window} points of `{rungs.tag}` at or before the rung's step (mean over "
+        f"behaviors and seeds); the best {rungs.keep:.3g} of the points are promoted.",
+    ]
+    decisions = queue.rung_decisions()
+    for number, step in enumerate(rungs.steps, 1):
+        decision = decisions.get(number)
+        if decision is None:
+            lines += ["", f"### Rung {number} (step {step}): not decided yet"]
+            continue
+        lines += [
+            "",
+            f"### Rung {number} (step {step}): {len(decision.promoted)} of "
+            f"{len(decision.verdicts)} points promoted, cut {_number(decision.cut) or 'none'}",
+            "",
+            "| rank | point | runs | score | promoted | values |",
+            "|---:|---:|---|---:|---|---|",
+        ]
+        for verdict in decision.verdicts:
+            values = ""
+            if verdict.runs:
+                flat = _flat_values(queue.job(verdict.runs[0]))
+                values = ", ".join(f"{k}={format_value(v)}" for k, v in flat.items())
+            outcome = "yes" if verdict.promoted else ("no" if verdict.eligible else "final before")
+            lines.append(
+                f"| {verdict.rank} | {verdict.point} | {' '.join(verdict.runs)} "
+                f"| {_number(verdict.score)} | {outcome} | {values} |"
+            )
+    return lines
 
 
 def seed_band(

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from .errors import GridError
-from .job import FINAL, RUNNING, STATUSES, JobState
+from .job import FINAL, PAUSED, RUNNING, STATUSES, JobState
 from .metrics import DEFAULT_METRIC, cached_latest, tensorboard_run
 from .planner import format_value
 from .queue import Queue
@@ -57,13 +57,56 @@ def collect(queue: Queue, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
         row["metrics"] = {b: None if p is None else p.value for b, p in points.items()}
         rows.append(row)
     counts = Counter(row["status"] for row in rows)
-    return {
+    report: dict[str, Any] = {
         "queue": str(queue.root),
         "metric": metric,
         "progress": _progress(rows),
         "counts": {status: counts.get(status, 0) for status in (*STATUSES, "unreadable")},
         "runs": rows,
     }
+    if queue.sweep.rung_plan is not None:
+        report["rungs"] = rung_progress(queue, rows)
+    return report
+
+
+def rung_progress(queue: Queue, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rung being played: its step, how many of its runs are there (paused or final)."""
+    rungs = queue.sweep.rung_plan
+    assert rungs is not None
+    decided = queue.rung_decisions()
+    number = 1
+    while number in decided:
+        number += 1
+    total = len(rungs.steps)
+    if number > total:
+        return {"current": None, "of": total, "decided": sorted(decided)}
+    if number == 1:
+        entered = {row["run_id"] for row in rows}
+    else:
+        entered = {r for v in decided[number - 1].verdicts if v.promoted for r in v.runs}
+    mine = [row for row in rows if row["run_id"] in entered]
+    paused = sum(row["status"] == PAUSED for row in mine)
+    final = sum(row["status"] in FINAL for row in mine)
+    return {
+        "current": number,
+        "of": total,
+        "step": rungs.steps[number - 1],
+        "runs": len(mine),
+        "paused": paused,
+        "final": final,
+        "training": len(mine) - paused - final,
+        "decided": sorted(decided),
+    }
+
+
+def _rung_line(rungs: dict[str, Any]) -> str:
+    if rungs["current"] is None:
+        return f"rungs: all {rungs['of']} decided; the promoted runs train to max_steps"
+    return (
+        f"rung {rungs['current']} of {rungs['of']} (step {rungs['step']}): "
+        f"{rungs['paused'] + rungs['final']}/{rungs['runs']} runs there ({rungs['paused']} "
+        f"paused, {rungs['final']} final), {rungs['training']} still to reach it"
+    )
 
 
 def _progress(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -113,10 +156,15 @@ def render(report: dict[str, Any]) -> Group:
         f"[bold]{report['queue']}[/bold]: {progress['final']}/{progress['total']} final "
         f"({counts}); elapsed {_duration(progress['elapsed'])}, ETA {_duration(progress['eta'])}"
     )
+    if "rungs" in report:
+        header += "\n" + _rung_line(report["rungs"])
     columns = _value_columns(report)
     table = Table(show_edge=False, pad_edge=False)
+    rung_column = "rungs" in report
     for column in ("run", "status", "att.", "worker", "port", "started", "ended", "step"):
         table.add_column(column, no_wrap=True)
+    if rung_column:
+        table.add_column("rung", no_wrap=True)
     table.add_column(report["metric"].split("/")[-1], no_wrap=True, justify="right")
     for _, _, name in columns:
         table.add_column(name, no_wrap=True)
@@ -142,11 +190,20 @@ def render(report: dict[str, Any]) -> Group:
             _clock(row.get("started")),
             _clock(row.get("ended")),
             "" if row.get("step") is None else str(row["step"]),
+            *([_rung_cell(row, report["rungs"]["of"])] if rung_column else []),
             "" if row.get("metric") is None else f"{row['metric']:.4g}",
             *values,
             note,
         )
     return Group(header, table)
+
+
+def _rung_cell(row: dict[str, Any], total: int) -> str:
+    """The rung a run trains towards or is paused at (`1/2`); `past` after the last one."""
+    passed = row.get("rung")
+    if not isinstance(passed, int):
+        return ""
+    return f"{passed + 1}/{total}" if passed < total else "past"
 
 
 def print_table(report: dict[str, Any], console: Console) -> None:

@@ -25,9 +25,9 @@ from filelock import FileLock
 
 from .claims import Claimer
 from .errors import GridError
-from .job import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
+from .job import DONE, FAILED, INTERRUPTED, PAUSED, RUNNING, STOPPED
 from .launcher import Launcher, TrainerHandle
-from .outcome import BY_KILL_FILE, BY_WORKER, ORPHANED, Outcome, decide
+from .outcome import BY_KILL_FILE, BY_PAUSE, BY_WORKER, ORPHANED, Outcome, decide
 from .output import say
 from .queue import Claim, Queue, host_name, worker_identity
 from .slurm import slurm_label
@@ -192,9 +192,14 @@ class Worker:
         say(f"worker {self.identity} started on slot {self.slot} (port {self.port}{where})")
         # Kill files stop runs; with --wait, state changes may make a run claimable.
         paths = self.queue.paths
+        rungs = self.queue.sweep.rung_plan is not None
         folders = [paths.kill_dir]
-        if self.options.wait:
+        if self.options.wait or rungs:
             folders += [paths.state_dir, paths.final_dir, paths.exit_dir]
+        if rungs:
+            # Pause requests stop the trainer; rung decisions make paused runs claimable.
+            folders += [paths.pause_dir, paths.rungs_dir]
+        waiting_said = False
         reported: set[str] = set()
         start_errors: list[str] = []
         code: int | None = None
@@ -249,8 +254,16 @@ class Worker:
                         )
                         return 1
                     continue
-                if not self.options.wait or self.queue.all_final():
+                if not self.options.wait and not (rungs and self._rung_work_left()):
                     break
+                if self.options.wait and self.queue.all_final():
+                    break
+                if rungs and not waiting_said:
+                    waiting_said = True
+                    say(
+                        f"worker {self.identity}: no run to claim now; waiting for runs to "
+                        "reach their rung and for grid-monitor to decide it"
+                    )
                 running = self.queue.recorded_running()
                 self.claimer.await_releases(
                     [r for r in running if r not in self.claimer.problems], self.wake
@@ -269,6 +282,11 @@ class Worker:
     def _on_root_change(self, path: str, sweep_file: str) -> None:
         if os.path.abspath(path) == sweep_file:
             self.wake.set()
+
+    def _rung_work_left(self) -> bool:
+        """With rungs, a worker stays while a run is pending, paused or running."""
+        left = set(self.queue.sweep.run_ids) - set(self.queue.final_ids())
+        return bool(left - set(self.claimer.problems))
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.signals.append(signum)
@@ -346,7 +364,8 @@ class Worker:
         )
         resuming = ", resuming from its checkpoint" if mode == "--resume" else ""
         say(f"{run_id} started on port {self.port} (attempt {attempt}{resuming})")
-        outcome = self._supervise(handle, run_id)
+        rung = claim.state.rung + 1 if self.queue.sweep.rung_plan is not None else None
+        outcome = self._supervise(handle, run_id, rung)
         log.close()
         return outcome, _read_from(log_path, offset)
 
@@ -413,10 +432,11 @@ class Worker:
 
         return echo
 
-    def _supervise(self, handle: TrainerHandle, run_id: str) -> Outcome:
-        """Wait for the trainer; on a kill file or a signal, have it stopped (one sequence)."""
+    def _supervise(self, handle: TrainerHandle, run_id: str, rung: int | None = None) -> Outcome:
+        """Wait for the trainer; on a kill file, a pause request for `rung` (the rung it trains
+        towards) or a signal, have it stopped (one sequence)."""
         reason: str | None = None
-        asked = killed = False
+        asked = killed = paused = False
         while not handle.ended:
             self.wake.wait(PERIODIC_CHECK)
             if handle.ended:
@@ -432,12 +452,20 @@ class Worker:
                     say(f"{run_id}: stopping ({why}), SIGINT sent; saving its model")
                     self.launcher.stop(handle.pid, BY_KILL_FILE if reason else BY_WORKER)
                     asked = True
+                elif rung is not None and self.queue.pause_rung(run_id) == rung:
+                    say(f"{run_id}: pausing at rung {rung}, SIGINT sent; saving its model")
+                    self.launcher.stop(handle.pid, BY_PAUSE)
+                    asked = paused = True
         if handle.lost:
             self._stop_orphan(handle.pid, run_id)
+        if paused and not self.signals:
+            # A stop asked for while it was pausing wins: the run is stopped, not paused.
+            reason = self.queue.kill_reason(run_id)
         return Outcome(
             exit_code=handle.returncode,
             stop_reason=reason,
             interrupted=reason is None and bool(self.signals),
+            paused=paused and reason is None and not self.signals,
         )
 
     def _stop_orphan(self, pid: int, run_id: str) -> None:
@@ -467,6 +495,8 @@ class Worker:
             say(f"{run_id} interrupted; the next worker resumes it")
         elif decision.status == DONE:
             say(f"{run_id} done")
+        elif decision.status == PAUSED:
+            say(f"{run_id} paused at rung {claim.state.rung + 1}; it waits for the rung")
         elif decision.status == FAILED:
             say(
                 f"{run_id} failed (exit code {outcome.exit_code}, {decision.failures} attempts); "
