@@ -244,7 +244,8 @@ class Launcher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._handles: dict[int, TrainerHandle] = {}
-        self._replies: list[dict[str, Any]] = []
+        self._pending: list[Callable[[], None]] = []  # on_end of the start being answered
+        self._replies: list[TrainerHandle | str] = []  # a started trainer, or an error
         self._reply = threading.Condition(self._lock)
         self._sock: socket.socket | None = None
         self.pid = os.getpid()
@@ -280,20 +281,20 @@ class Launcher:
         with self._reply:
             if not self.alive:
                 raise OSError("the trainer launcher is gone")
+            self._pending.append(on_end)
             try:
                 socket.send_fds(self._sock, [json.dumps(request).encode()], fds)
             except OSError as exc:
+                self._pending.remove(on_end)
                 raise OSError(f"the trainer launcher is gone ({exc})") from None
             while not self._replies and self.alive:
                 self._reply.wait()
             if not self._replies:
                 raise OSError("the trainer launcher exited")
             reply = self._replies.pop(0)
-            if "error" in reply:
-                raise OSError(reply["error"])
-            handle = TrainerHandle(int(reply["pid"]), on_end)
-            self._handles[handle.pid] = handle
-        return handle
+        if isinstance(reply, str):
+            raise OSError(reply)
+        return reply
 
     def stop(self, pid: int, why: str) -> None:
         self._ask({"stop": pid, "why": why})
@@ -325,7 +326,15 @@ class Launcher:
                 if "exit" in message:
                     handle = self._handles.pop(int(message["exit"]), None)
                 else:
-                    self._replies.append(message)
+                    # Registered here, before the next message: a trainer that exits at
+                    # once is reported right after its pid, and must find its handle.
+                    on_end = self._pending.pop(0)
+                    if "pid" in message:
+                        started = TrainerHandle(int(message["pid"]), on_end)
+                        self._handles[started.pid] = started
+                        self._replies.append(started)
+                    else:
+                        self._replies.append(str(message.get("error")))
                     self._reply.notify_all()
                     continue
             if handle is not None:

@@ -157,3 +157,10 @@ def test_a_terminated_worker_leaves_its_trainer_to_save_once_and_the_run_resumes
     assert later[0]["time"] >= first_exit["time"]
     assert (sweep.results / "grid-0" / "interrupts.txt").read_text() == "1"
     assert sweep.state("grid-0")["status"] == "done"
+
+
+def test_tensorboard_run_names_use_a_slash_on_every_platform() -> None:
+    """The original built `run\\Behavior` on Windows, so its stop conditions never matched."""
+    from mlagents_grid.metrics import tensorboard_run
+
+    assert tensorboard_run("grid-4", "Soccer?team=0") == "grid-4/Soccer"
