@@ -379,3 +379,14 @@ def test_trainer_arguments_are_not_checked_without_mlagents_and_grid_plan_says_s
     result = run_cli(cli.plan, "grid-plan", ["g.yaml", "--num-env=2"])
     assert result.code == 0
     assert "trainer arguments (--num-env=2) were not checked" in result.err
+
+
+def test_trainers_that_exit_at_once_are_all_heard(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    """The launcher reports such an exit right after the pid: it must never be dropped."""
+    sweep = new_sweep(tmp_path, runs=300, ticks=1)
+    workers = [sweep.start(sweep.command("grid-worker", "--trainer", "true")) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=90) == 0, sweep.output(worker)
+    assert set(sweep.statuses().values()) == {"done"}
