@@ -417,7 +417,8 @@ def retry_command(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="grid-retry",
         description="Make failed or stopped runs claimable again: they resume from their "
-        "checkpoints. Workers started with --wait pick them up.",
+        "checkpoints. A run stopped by a rung decision, or paused at a rung, is promoted past "
+        "that rung by hand. Workers started with --wait pick them up.",
     )
     _queue_argument(parser)
     parser.add_argument("run_ids", nargs="*", metavar="RUN_ID")

@@ -396,7 +396,7 @@ def test_retry_of_a_stopped_run_removes_its_kill_file_and_resumes_it(
     # Refused while it trains, and for a pending run: nothing changes.
     before = snapshot(sweep.queue_dir)
     for args, message in (
-        (("grid-0",), "grid-0 is running; only failed and stopped runs can be retried"),
+        (("grid-0",), "grid-0 is running; only failed, stopped and paused runs can be retried"),
         (("grid-1",), "grid-1 is pending"),
         (("grid-9",), "no run 'grid-9' in this sweep"),
         ((), "--failed / --stopped"),
