@@ -19,6 +19,7 @@ from .errors import GridError
 from .job import FINAL, INTERRUPTED, PAUSED, RUNNING, JobState
 from .outcome import Outcome, decide
 from .queue import PROBE_WAIT, Claim, Queue, try_lock
+from .rungs import passed_rungs, passes, run_verdict
 from .wakeup import Wakeup
 
 # Runs whose worker may have died: their lock may be probed by readers (status, monitor).
@@ -212,7 +213,21 @@ class Claimer:
             return None
         if claim.state.status == PAUSED:
             return self._settle_paused(claim)
+        self._pass_decided_rungs(claim)
         return claim
+
+    def _pass_decided_rungs(self, claim: Claim) -> None:
+        """A run about to train past rungs decided without it (a point or seed added by
+        --extend, a run retried after its rung was decided) passes them now, so that it
+        trains to the first rung not yet decided (or the one that decided against its point)
+        instead of pausing at each."""
+        if self.queue.sweep.rung_plan is None or not self.queue.decided_rungs():
+            return
+        decisions = self.queue.rung_decisions()
+        run_id, point = claim.job.run_id, claim.job.point
+        target = passed_rungs(claim.state.rung, decisions, run_id, point)
+        if target > claim.state.rung:
+            self.queue.pass_rungs(claim, target, self.worker)
 
     def _settle_paused(self, claim: Claim) -> Claim | None:
         """Carry out the decision of the rung the run is paused at, once there is one."""
@@ -221,12 +236,20 @@ class Claimer:
         if decision is None:
             return None  # the rung is not decided yet
         run_id = claim.job.run_id
-        verdict = decision.verdict_for(run_id)
-        if verdict is not None and not verdict.promoted:
-            self.queue.stop_at_rung(claim, number, verdict.reason, self.worker)
+        verdict = run_verdict(decision, run_id, claim.job.point)
+        if verdict is not None and not passes(decision, run_id, claim.job.point):
+            if decision.verdict_for(run_id) is None:  # a seed added after the decision
+                reason = f"{verdict.reason} (its grid point's verdict)"
+            else:
+                reason = verdict.reason
+            self.queue.stop_at_rung(claim, number, reason, self.worker)
             return None
         # Promoted; or paused after its rung was decided without it (never left behind).
-        reason = verdict.reason if verdict else f"rung {number}: not in its decision; continues"
+        reason = (
+            verdict.reason
+            if verdict is not None and verdict.eligible
+            else f"rung {number}: decided without it; continues"
+        )
         self.queue.promote(claim, number, reason, self.worker)
         return claim
 

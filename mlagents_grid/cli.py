@@ -102,9 +102,9 @@ def _plan_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seeds",
         metavar="K",
-        default="1",
         help="train every grid point K times with env_settings.seed = the config's seed "
-        "(or 0) plus 0..K-1 (default: 1, the config's own seed)",
+        "(or 0) plus 0..K-1 (default: 1, the config's own seed; with --extend: the sweep's, "
+        "and a larger K adds seeds to every grid point)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the runs, write nothing")
     parser.add_argument(
@@ -128,7 +128,7 @@ def plan(argv: Sequence[str] | None = None) -> int:
     config_path = Path(args.config)
     document = load_document(config_path)
     prefix = args.run_id if args.run_id is not None else config_path.stem
-    seeds = positive_int(args.seeds, "--seeds")
+    seeds = positive_int(1 if args.seeds is None else args.seeds, "--seeds")
     the_plan = with_seeds(plan_document(document, str(config_path), prefix), seeds)
     request = SweepRequest(
         config=config_path,
@@ -175,7 +175,13 @@ def _extend(args: argparse.Namespace, trainer_args: list[str]) -> int:
         raise GridError(
             "--force: the sweep was planned without it and --extend cannot change that; drop it"
         )
-    the_plan = plan_document(document, str(config_path), sweep.prefix)
+    seeds = sweep.seeds if args.seeds is None else positive_int(args.seeds, "--seeds")
+    if seeds < sweep.seeds:
+        raise GridError(
+            f"--seeds {seeds}: the sweep trains {sweep.seeds} seeds per grid point and --extend "
+            f"never removes runs; give --seeds {sweep.seeds} or more, or leave it out"
+        )
+    the_plan = with_seeds(plan_document(document, str(config_path), sweep.prefix), seeds)
     request = SweepRequest(
         config=config_path,
         trainer_args=trainer_args or list(sweep.trainer_args),
@@ -243,7 +249,7 @@ def _print_extension(queue: Queue, extension: Extension, dry_run: bool) -> None:
         return
     else:
         print(f"Extended {q}: {len(runs)} new run{'s' if len(runs) != 1 else ''}{span}")
-    for line in extension.change.describe():
+    for line in extension.describe():
         print(f"  {line}")
     if extension.rewritten:
         print(f"  job files rewritten: {len(extension.rewritten)}")
@@ -411,7 +417,8 @@ def retry_command(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="grid-retry",
         description="Make failed or stopped runs claimable again: they resume from their "
-        "checkpoints. Workers started with --wait pick them up.",
+        "checkpoints. A run stopped by a rung decision, or paused at a rung, is promoted past "
+        "that rung by hand. Workers started with --wait pick them up.",
     )
     _queue_argument(parser)
     parser.add_argument("run_ids", nargs="*", metavar="RUN_ID")

@@ -42,10 +42,24 @@ class Extension:
     change: PlanChange
     runs: list[PlannedRun]
     rewritten: list[Job]
+    seeds_before: int = 1  # seeds per grid point before the extension (sweep.seeds)
+    points_before: int = 0  # grid points before the extension
 
     @property
     def empty(self) -> bool:
         return not (self.runs or self.rewritten or self.change.conditions_changed)
+
+    def describe(self) -> list[str]:
+        lines = self.change.describe()
+        before, after = self.seeds_before, self.sweep.seeds
+        if after > before:
+            n = self.points_before
+            added = f"seed {before}" if after == before + 1 else f"seeds {before}..{after - 1}"
+            lines.append(
+                f"seeds: {before} -> {after} per grid point ({added} added to each of the {n} "
+                f"existing point{'s' if n != 1 else ''})"
+            )
+        return lines
 
 
 def planned(queue: Queue) -> Plan:
@@ -74,7 +88,13 @@ def planned(queue: Queue) -> Plan:
     else:
         conditions = first.conditions if first is not None else ()
     return Plan(
-        sweep.source, sweep.prefix, template, dimensions, conditions, tuple(sweep.behaviors)
+        sweep.source,
+        sweep.prefix,
+        template,
+        dimensions,
+        conditions,
+        tuple(sweep.behaviors),
+        rungs=sweep.rungs,
     )
 
 
@@ -83,7 +103,7 @@ def prepare(queue: Queue, new: Plan, trainer_args: list[str] | None, source: str
     sweep = queue.sweep
     change = compare_plans(planned(queue), new, sweep.trainer_args, trainer_args)
     jobs = [queue.job(run_id) for run_id in sweep.run_ids]
-    runs = extension_runs(new, change, (job.assignments for job in jobs))
+    runs = extension_runs(new, change, (job.assignments for job in jobs), sweep.seeds)
     final = set(queue.final_ids())
     rewritten = []
     for job in jobs:
@@ -106,8 +126,10 @@ def prepare(queue: Queue, new: Plan, trainer_args: list[str] | None, source: str
         dimensions=dimension_records(new.dimensions),
         conditions=[c.to_dict() for c in new.conditions],
         generation=sweep.generation + 1,
+        seeds=max(sweep.seeds, len(new.seed_values)),
     )
-    return Extension(extended, change, runs, rewritten)
+    points = len({job.point for job in jobs})
+    return Extension(extended, change, runs, rewritten, sweep.seeds, points)
 
 
 def publish(queue: Queue, extension: Extension) -> None:
@@ -115,7 +137,9 @@ def publish(queue: Queue, extension: Extension) -> None:
     config_info.txt with the new lines appended, and sweep.json last."""
     files: list[tuple[Path, str]] = []
     for run in extension.runs:
-        job = Job(run.run_id, run.index, run.values, run.assignments, run.conditions)
+        job = Job(
+            run.run_id, run.index, run.values, run.assignments, run.conditions, run.point, run.seed
+        )
         files.append((queue.paths.job_file(run.run_id), job.to_json()))
     files += [(queue.paths.job_file(job.run_id), job.to_json()) for job in extension.rewritten]
     try:

@@ -22,7 +22,7 @@ from typing import Any
 
 from .job import STATUSES, Job
 from .metrics import DEFAULT_METRIC
-from .planner import SEED_PATH, format_value
+from .planner import SEED_PATH, format_value, run_id_for
 from .queue import Queue
 from .seeds import RANDOM_SEED, config_seed, fixed_seed, run_seed, seed_values
 
@@ -51,8 +51,15 @@ def _as_kind(value: Any, kind: type) -> Any:
 def sweep_seeds(queue: Queue) -> list[int]:
     """Every seed a run of the sweep trains with; -1 stands for ML-Agents' random seed."""
     template = queue.template
-    if queue.sweep.seeds > 1:
-        return list(seed_values(config_seed(template), queue.sweep.seeds))
+    sweep = queue.sweep
+    if sweep.seeds > 1:
+        seeds = list(seed_values(config_seed(template), sweep.seeds))
+        # Planned with one seed and given more by --extend: its first runs kept the config's
+        # own seed, which may be ML-Agents' random one.
+        unseeded = bool(sweep.run_ids) and sweep.run_ids[0] == run_id_for(sweep.prefix, 0)
+        if unseeded and config_seed(template) is None:
+            seeds.insert(0, RANDOM_SEED)
+        return seeds
     section, key = SEED_PATH
     swept = [
         d["values"] for d in queue.sweep.dimensions if (d["owner"], d["name"]) == (section, key)

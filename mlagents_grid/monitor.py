@@ -29,7 +29,7 @@ from .metrics import (
 )
 from .output import say
 from .queue import Job, Queue, worker_identity
-from .rungs import Rungs, decide_rung, point_score, run_score
+from .rungs import RunAtRung, Rungs, decide_rung, entered, point_score, run_score
 from .watch import FolderWatch
 
 DEFAULT_TENSORBOARD = "http://localhost:6006"
@@ -88,20 +88,22 @@ class Monitor:
         self._jobs_of: object = None
         self.rungs: Rungs | None = queue.sweep.rung_plan
         self.claimer = Claimer(queue, self.identity, max_attempts=1)
-        self._completed = False  # decided rungs carried out since this monitor started
 
     def _job(self, run_id: str) -> Job:
         if run_id not in self._jobs:
             self._jobs[run_id] = self.queue.job(run_id)
         return self._jobs[run_id]
 
-    def watched_jobs(self, running: list[str] | None = None) -> list[Job]:
-        """Running runs with conditions and no kill file yet."""
-        asked = self.queue.stop_requested()
+    def _refresh_jobs(self) -> None:
         if self._jobs_of is not self.queue.sweep:
             # --extend may have rewritten the runs' opt_stop conditions: read them again.
             self._jobs.clear()
             self._jobs_of = self.queue.sweep
+
+    def watched_jobs(self, running: list[str] | None = None) -> list[Job]:
+        """Running runs with conditions and no kill file yet."""
+        asked = self.queue.stop_requested()
+        self._refresh_jobs()
         jobs = []
         for run_id in self.queue.running() if running is None else running:
             if run_id in asked:
@@ -218,44 +220,53 @@ class Monitor:
         A decision is written durably before any run is promoted or stopped by it, and a rung
         with a decision is never decided again: a monitor killed at any point and restarted
         completes what is missing and reaches the same decisions.
+
+        Every pass settles each run paused at a rung already decided: one the decision
+        names, or one that paused there without taking part (added by --extend or retried
+        after the rung was decided); the claimer promotes it (`rungs.passes`) or stops it
+        with its point's verdict.
         """
         assert self.rungs is not None
-        if not self._completed:
-            self._completed = True
-            decided = self.queue.rung_decisions()
-            for run_id, state in sorted(self._states().items()):
-                if state.status == PAUSED and state.rung + 1 in decided:
-                    self.claimer.settle(run_id)
+        states = self._states()
+        numbers = self.queue.decided_rungs()
+        for run_id, state in sorted(states.items()):
+            if state.status == PAUSED and state.rung + 1 in numbers:
+                self.claimer.settle(run_id)
         if not deciding:
             return
-        numbers = self.queue.decided_rungs()
         number = 1
         while number in numbers:
             number += 1
         if number > len(self.rungs.steps):
             return
         decided = self.queue.rung_decisions()
-        states = self._states()
-        if len(states) < len(self.queue.sweep.run_ids) and number == 1:
+        if number > 1 and number - 1 not in decided:
+            return  # its file is unreadable: nothing is decided past it
+        run_ids = self.queue.sweep.run_ids
+        if len(states) < len(run_ids) and number == 1:
             return  # a run has not started yet
-        if number == 1:
-            entered = list(self.queue.sweep.run_ids)
-        else:
-            previous = decided.get(number - 1)
-            if previous is None:
-                return  # its file is unreadable: nothing is decided past it
-            entered = [r for v in previous.verdicts if v.promoted for r in v.runs]
+        self._refresh_jobs()
+        runs = [
+            RunAtRung(
+                run_id,
+                self._job(run_id).point,
+                states[run_id].rung if run_id in states else 0,
+                run_id in states and states[run_id].status in FINAL,
+            )
+            for run_id in run_ids
+        ]
+        taking_part = entered(number, decided, runs)
         ready = all(
             r in states
             and (
                 states[r].status in FINAL
                 or (states[r].status == PAUSED and states[r].rung + 1 == number)
             )
-            for r in entered
+            for r in taking_part
         )
-        if not ready or not entered:
+        if not ready or not taking_part:
             return
-        self.decide(number, entered, states)
+        self.decide(number, taking_part, states)
 
     def decide(self, number: int, entered: list[str], states: dict[str, JobState]) -> None:
         assert self.rungs is not None

@@ -138,14 +138,19 @@ class Plan:
         if not self.seed_values:
             yield run
             return
-        for k, seed in enumerate(self.seed_values):
-            yield dataclasses.replace(
-                run,
-                index=run.point * len(self.seed_values) + k,
-                run_id=seeded_run_id(self.prefix, run.point, k),
-                assignments=(*run.assignments, (SEED_PATH, seed)),
-                seed=seed,
-            )
+        for k in range(len(self.seed_values)):
+            yield self.seed_run(run, k)
+
+    def seed_run(self, run: PlannedRun, k: int) -> PlannedRun:
+        """Seed number `k` of the grid point `run` (from `run_at`): `PREFIX-<point>-s<k>`."""
+        seed = self.seed_values[k]
+        return dataclasses.replace(
+            run,
+            index=run.point * len(self.seed_values) + k,
+            run_id=seeded_run_id(self.prefix, run.point, k),
+            assignments=(*run.assignments, (SEED_PATH, seed)),
+            seed=seed,
+        )
 
 
 def run_id_for(prefix: str, point: int) -> str:
@@ -829,6 +834,10 @@ def _shown(value: Any) -> str:
     return format_value(value)
 
 
+def _shown_rungs(rungs: dict[str, Any] | None) -> str:
+    return "(not set)" if rungs is None else format_value(rungs)
+
+
 def _refuse(path: Path_, old: Any, new: Any, detail: str = "") -> NoReturn:
     raise GridError(
         f"--extend: {_dotted(path)} changed from {_shown(old)} to {_shown(new)}"
@@ -884,7 +893,15 @@ def compare_plans(
 
     Allowed: values added to an existing opt_values list; a new swept key whose old fixed
     value is among its values; any opt_stop. `new_args` None: the trainer arguments are kept.
+    `opt_rungs` may not change at all (added, changed or removed). Seeds are not compared:
+    the caller checks --seeds against the sweep's.
     """
+    if old.rungs != new.rungs:
+        raise GridError(
+            f"--extend: {OPT_RUNGS} changed from {_shown_rungs(old.rungs)} to "
+            f"{_shown_rungs(new.rungs)}; a sweep keeps the rungs it was planned with: "
+            f"restore {OPT_RUNGS} or plan a new sweep"
+        )
     if new_args is not None and list(new_args) != list(old_args):
         raise GridError(
             f"--extend: the trainer arguments changed from {' '.join(old_args) or '(none)'} to "
@@ -965,17 +982,45 @@ def values_of(
 
 
 def extension_runs(
-    new: Plan, change: PlanChange, existing: Iterable[tuple[tuple[Path_, Any], ...]]
+    new: Plan,
+    change: PlanChange,
+    existing: Iterable[tuple[tuple[Path_, Any], ...]],
+    old_seeds: int = 1,
 ) -> list[PlannedRun]:
-    """The new plan's grid points that no existing run has, in the new grid's order.
+    """The runs `new` adds: seeds added to existing grid points, then new grid points.
 
-    `existing` holds each existing run's assignments. The new points are numbered on from
-    the number of points the sweep has (run ids from `run_id_for`).
+    `existing` holds each existing run's assignments in run order; a grid point's number is
+    the order of its first run (which is how points were numbered). `old_seeds` is how many
+    seeds each existing point has (1: planned without --seeds). When `new` has more seeds
+    (`Plan.seed_values`), every existing point gets seeds `old_seeds` ... K-1, in point
+    order. Then the new points, in the new grid's cartesian order, numbered on from the
+    number of points the sweep has, each with all its seeds. Each run's index is its
+    place in the sweep's run order.
     """
-    have = {point_key(carried_assignments(a, change), new.dimensions) for a in existing}
+    have: dict[str, int] = {}
+    count = 0
+    for assignments in existing:
+        have.setdefault(
+            point_key(carried_assignments(assignments, change), new.dimensions), len(have)
+        )
+        count += 1
+    seeds = len(new.seed_values)
+    grown: dict[int, PlannedRun] = {}
     runs: list[PlannedRun] = []
+    number = len(have)
     for combo in itertools.product(*(d.values for d in new.dimensions)):
         assignments = tuple((d.path, v) for d, v in zip(new.dimensions, combo, strict=True))
-        if point_key(assignments, new.dimensions) not in have:
-            runs.append(new.run_at(len(have) + len(runs), combo))
-    return runs
+        point = have.get(point_key(assignments, new.dimensions))
+        if point is not None:
+            if seeds > old_seeds:
+                grown[point] = new.run_at(point, combo)
+            continue
+        runs.extend(new.seeded(new.run_at(number, combo)))
+        number += 1
+    added = [
+        new.seed_run(grown[point], k) for point in sorted(grown) for k in range(old_seeds, seeds)
+    ]
+    return [
+        dataclasses.replace(run, index=count + position)
+        for position, run in enumerate([*added, *runs])
+    ]

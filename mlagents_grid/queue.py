@@ -31,7 +31,7 @@ from .job import FAILED, FINAL, INTERRUPTED, PAUSED, PENDING, RUNNING, STOPPED, 
 from .layout import PLANNED_FOLDERS, Layout
 from .outcome import Decision
 from .planner import Plan, Sweep, build_config, config_info_line
-from .rungs import RungDecision
+from .rungs import RungDecision, passes, run_verdict
 
 UNREADABLE_KILL = "unreadable kill file"
 RETRY = "the next worker retries the run (the file is kept as .unreadable)"
@@ -359,6 +359,20 @@ class Queue:
             self.paths.pause_file(claim.job.run_id).unlink()
         self.record("promoted", claim.job.run_id, worker=by, rung=number, reason=reason)
 
+    def pass_rungs(self, claim: Claim, number: int, by: str) -> None:
+        """A run not paused passes rungs decided without it, up to rung `number`: its state
+        says so (durably) before it trains on; one `promoted` event per rung."""
+        first = claim.state.rung + 1
+        self._write_state(claim, claim.state.status, {"rung": number})
+        for rung in range(first, number + 1):
+            self.record(
+                "promoted",
+                claim.job.run_id,
+                worker=by,
+                rung=rung,
+                reason=f"rung {rung} was decided without it; it trains on",
+            )
+
     def stop_at_rung(self, claim: Claim, number: int, reason: str, by: str) -> None:
         """A run paused at rung `number` that the rung did not promote: stopped, for good."""
         self._finish(claim, STOPPED, {"stop_reason": reason, "worker": by})
@@ -452,13 +466,14 @@ class Queue:
             for run_id in run_ids:
                 if not self.paths.final_file(run_id).exists():
                     status = self.effective(self.read_state(run_id)).status
-                    raise GridError(_not_retryable(run_id, status))
+                    if status != PAUSED:
+                        raise GridError(_not_retryable(run_id, status))
                 taken = self.lock_run(run_id)
                 if taken is None:
                     raise GridError(_not_retryable(run_id, RUNNING))
                 locks.append(taken[0])
                 state = self.read_state(run_id)
-                if state.status not in RETRYABLE:
+                if state.status not in (*RETRYABLE, PAUSED):
                     raise GridError(_not_retryable(run_id, state.status))
                 states.append(state)
             return [self._retry(state, reason, by) for state in states]
@@ -468,20 +483,41 @@ class Queue:
             plan_lock.release()
 
     def _retry(self, final: JobState, reason: str, by: str) -> JobState:
+        """`final`: a failed or stopped run, or a paused one (promoted by hand).
+
+        The run keeps the rungs it passed. A run stopped by a rung decision, or paused at a
+        rung, is treated as promoted past that rung: it trains on to the next one.
+        """
         run_id = final.run_id
+        rung = final.rung
+        passed: int | None = None  # the rung this retry promotes the run past
         if final.status == FAILED:
             previous = f"failed (exit code {final.exit_code})"
+        elif final.status == PAUSED:
+            passed = final.rung + 1
+            previous = f"paused at rung {passed}"
         else:
             previous = f"stopped ({final.stop_reason or 'no reason recorded'})"
+            if self._stopped_by_rung(final):
+                passed = final.rung + 1
+        if passed is not None:
+            rung = passed
         state = JobState(
             run_id,
             status=PENDING,
             attempts=final.attempts,
+            failures=final.failures if final.status == PAUSED else 0,
+            rung=rung,
             retries=final.retries + 1,
             previous=previous,
         )
+        # The new state first, durably; then what made the run final or paused goes.
         write_atomic(self.paths.state_file(run_id), state.to_json())
-        for path in (self.paths.kill_file(run_id), self.paths.final_file(run_id)):
+        for path in (
+            self.paths.pause_file(run_id),
+            self.paths.kill_file(run_id),
+            self.paths.final_file(run_id),
+        ):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 fsync_dir(path.parent)
@@ -494,8 +530,28 @@ class Queue:
             exit_code=final.exit_code,
             stop_reason=final.stop_reason,
             retries=state.retries,
+            rung=passed,
         )
         return state
+
+    def _stopped_by_rung(self, final: JobState) -> bool:
+        """Whether a stopped run was stopped by the decision of the rung it paused at."""
+        if final.status != STOPPED or self.sweep.rung_plan is None:
+            return False
+        decision = self.rung_decision(final.rung + 1)
+        if decision is None:
+            return False
+        try:
+            point = self.job(final.run_id).point
+        except GridError:
+            return False
+        verdict = run_verdict(decision, final.run_id, point)
+        return (
+            verdict is not None
+            and not passes(decision, final.run_id, point)
+            and final.stop_reason is not None
+            and final.stop_reason.startswith(verdict.reason)
+        )
 
     def publish_extension(
         self, sweep: Sweep, files: list[tuple[Path, str]], events: list[dict[str, Any]]
@@ -694,8 +750,8 @@ class Queue:
 
 def _not_retryable(run_id: str, status: str) -> str:
     return (
-        f"{run_id} is {status}; only failed and stopped runs can be retried "
-        "(see grid-status; --failed / --stopped select them all)"
+        f"{run_id} is {status}; only failed, stopped and paused runs can be retried "
+        "(see grid-status; --failed / --stopped select every failed / stopped run)"
     )
 
 

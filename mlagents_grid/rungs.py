@@ -219,6 +219,74 @@ class RungDecision:
         )
 
 
+def run_verdict(decision: RungDecision, run_id: str, point: int) -> PointVerdict | None:
+    """The verdict that decides a run at this rung: the one listing the run, else its grid
+    point's (a seed added after the decision follows its point); None: its point is not in
+    the decision (a point added after it)."""
+    listed = decision.verdict_for(run_id)
+    if listed is not None:
+        return listed
+    for verdict in decision.verdicts:
+        if verdict.point == point:
+            return verdict
+    return None
+
+
+def passes(decision: RungDecision, run_id: str, point: int) -> bool:
+    """Whether a decided rung lets a run through: it or its point was promoted, or the rung
+    was decided without it (its point was not there, or was final before the rung)."""
+    verdict = run_verdict(decision, run_id, point)
+    return verdict is None or verdict.promoted or not verdict.eligible
+
+
+def passed_rungs(
+    passed: int, decisions: Mapping[int, RungDecision], run_id: str, point: int
+) -> int:
+    """The rungs a run has passed (`JobState.rung`) once the decided rungs ahead of it that
+    let it through are counted: it trains towards rung `passed_rungs(...) + 1`, the first
+    rung not decided or decided against its point."""
+    while passed + 1 in decisions and passes(decisions[passed + 1], run_id, point):
+        passed += 1
+    return passed
+
+
+@dataclass(frozen=True)
+class RunAtRung:
+    """What `entered` needs to know of a run."""
+
+    run_id: str
+    point: int
+    rung: int  # JobState.rung (0 for a run never started)
+    final: bool
+
+
+def entered(
+    number: int, decisions: Mapping[int, RungDecision], runs: Sequence[RunAtRung]
+) -> list[str]:
+    """The runs that take part in rung `number` (not yet decided), in the order given.
+
+    Final runs: at rung 1 those that never passed a rung, later those the previous rung
+    promoted. Runs not final: those heading to this rung once the decided rungs that let
+    them through are passed; so a point added by --extend joins the first rung not yet
+    decided, a seed added to a promoted point joins its point, and a run that passed the
+    rung by hand (grid-retry of a paused run) is not waited for.
+    """
+    previous = decisions.get(number - 1)
+    found = []
+    for run in runs:
+        if run.final:
+            if number == 1:
+                taking_part = run.rung == 0
+            else:
+                verdict = previous.verdict_for(run.run_id) if previous else None
+                taking_part = verdict is not None and verdict.promoted
+        else:
+            taking_part = passed_rungs(run.rung, decisions, run.run_id, run.point) == number - 1
+        if taking_part:
+            found.append(run.run_id)
+    return found
+
+
 def _score_text(score: float | None) -> str:
     return "no score" if score is None else f"score {format_number(score)}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import sys
@@ -14,10 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from mlagents_grid import cli
+from mlagents_grid import cli, hparams
 from mlagents_grid.errors import GridError
 from mlagents_grid.planner import compare_plans, extension_runs, plan_document
 from mlagents_grid.queue import Queue
+from mlagents_grid.seeds import with_seeds
 
 from .conftest import SEED_3DBALL, SEED_CONFIG_INFO, run_cli, write
 from .sweep import Sweep
@@ -394,7 +396,7 @@ def test_retry_of_a_stopped_run_removes_its_kill_file_and_resumes_it(
     # Refused while it trains, and for a pending run: nothing changes.
     before = snapshot(sweep.queue_dir)
     for args, message in (
-        (("grid-0",), "grid-0 is running; only failed and stopped runs can be retried"),
+        (("grid-0",), "grid-0 is running; only failed, stopped and paused runs can be retried"),
         (("grid-1",), "grid-1 is pending"),
         (("grid-9",), "no run 'grid-9' in this sweep"),
         ((), "--failed / --stopped"),
@@ -570,3 +572,159 @@ def test_a_new_opt_stop_reaches_the_running_monitor_and_stops_a_running_run(
     assert monitor.wait(timeout=60) == 0, sweep.output(monitor)
     assert sweep.statuses() == {"grid-0": "stopped"}
     assert "Environment/Cumulative Reward: 1 < 50" in sweep.report()["runs"][0]["stop_reason"]
+
+
+# -- seeds and --extend -------------------------------------------------------------
+def test_extension_runs_give_new_points_every_seed_and_existing_points_the_added_ones() -> None:
+    old = with_seeds(plan_of(SEED_3DBALL), 2)
+    grown = seed_with(BETA, "beta:\n        opt_values: [0.001, 0.002, 0.003, 0.004]")
+    same = with_seeds(plan_of(grown), 2)
+    change = compare_plans(old, same, [], None)
+    runs = extension_runs(same, change, (r.assignments for r in old.runs()), old_seeds=2)
+    assert [r.run_id for r in runs] == [f"3DBall-{p}-s{k}" for p in (9, 10, 11) for k in (0, 1)]
+    assert [(r.index, r.point, r.seed) for r in runs] == [
+        (18 + i, 9 + i // 2, i % 2) for i in range(6)
+    ]
+    assert runs[1].assignments[-1] == (("env_settings", "seed"), 1)
+    # Three seeds: seed 2 of each of the 9 existing points first, then the new points.
+    more = with_seeds(plan_of(grown), 3)
+    runs = extension_runs(more, change, (r.assignments for r in old.runs()), old_seeds=2)
+    assert [r.run_id for r in runs] == [f"3DBall-{p}-s2" for p in range(9)] + [
+        f"3DBall-{p}-s{k}" for p in (9, 10, 11) for k in range(3)
+    ]
+    assert runs[4].values == next(r for r in old.runs() if r.point == 4).values
+    assert [r.index for r in runs] == list(range(18, 18 + 18))
+
+
+def test_extend_of_a_seeded_sweep_keeps_its_seeds_and_numbers_new_points_on(
+    workdir: Path,
+) -> None:
+    write(workdir / "3DBall.yaml", SEED_3DBALL)
+    assert run_cli(cli.plan, "grid-plan", ["3DBall.yaml", "--seeds", "2"]).code == 0
+    queue_dir = workdir / "sweeps" / "3DBall"
+    before = snapshot(queue_dir)
+    grown = write(
+        workdir / "grown.yaml",
+        seed_with(BETA, "beta:\n        opt_values: [0.001, 0.002, 0.003, 0.004]"),
+    )
+    result = extend_cli(queue_dir, grown)  # no --seeds: the sweep's 2
+    assert result.code == 0, result.err
+    assert "6 new runs (3DBall-9-s0 ... 3DBall-11-s1)" in result.out
+    after = snapshot(queue_dir)
+    for name, data in before.items():
+        if name not in ("sweep.json", "config_info.txt"):
+            assert after[name] == data, name
+    queue = Queue(queue_dir)
+    assert queue.sweep.seeds == 2
+    assert queue.sweep.run_ids[18:] == [f"3DBall-{p}-s{k}" for p in (9, 10, 11) for k in (0, 1)]
+    lines = queue.paths.config_info.read_text().splitlines()
+    assert lines[18:20] == [
+        "3DBall-9-s0 - 3DBall - beta: 0.004 - epsilon: 0.1 - seed: 0",
+        "3DBall-9-s1 - 3DBall - beta: 0.004 - epsilon: 0.1 - seed: 1",
+    ]
+    raw = json.loads(queue.paths.job_file("3DBall-10-s1").read_text())
+    assert (raw["index"], raw["point"], raw["seed"]) == (21, 10, 1)
+    config = yaml.safe_load(queue.render_config(queue.job("3DBall-10-s1")))
+    assert config["env_settings"]["seed"] == 1
+    assert_consistent(queue)
+    # Adding a seed: seed 2 for every one of the 12 points, nothing else changes.
+    grown_again = snapshot(queue_dir)
+    result = extend_cli(queue_dir, grown, "--seeds", "3")
+    assert result.code == 0, result.err
+    assert "seeds: 2 -> 3 per grid point (seed 2 added to each of the 12 existing points)" in (
+        result.out
+    )
+    assert queue.sweep.seeds == 3
+    assert queue.sweep.run_ids[24:] == [f"3DBall-{p}-s2" for p in range(12)]
+    assert queue.job("3DBall-11-s2").values == queue.job("3DBall-11-s0").values
+    assert queue.job("3DBall-11-s2").seed == 2 and queue.job("3DBall-11-s2").point == 11
+    for name, data in grown_again.items():
+        if name not in ("sweep.json", "config_info.txt"):
+            assert snapshot(queue_dir)[name] == data, name
+    assert_consistent(queue)
+
+
+def test_one_seed_sweeps_gain_seeds_and_fewer_seeds_are_refused(workdir: Path) -> None:
+    write(workdir / "3DBall.yaml", "env_settings:\n  seed: 7\n" + SEED_3DBALL)
+    assert run_cli(cli.plan, "grid-plan", ["3DBall.yaml"]).code == 0
+    queue_dir = workdir / "sweeps" / "3DBall"
+    before = snapshot(queue_dir)
+    result = extend_cli(queue_dir, workdir / "3DBall.yaml", "--seeds", "3")
+    assert result.code == 0, result.err
+    queue = Queue(queue_dir)
+    after = snapshot(queue_dir)
+    for name, data in before.items():
+        if name not in ("sweep.json", "config_info.txt"):
+            assert after[name] == data, name  # the existing runs' job files stay unseeded
+    assert queue.sweep.seeds == 3
+    assert queue.sweep.run_ids[:9] == [f"3DBall-{p}" for p in range(9)]
+    assert queue.sweep.run_ids[9:] == [f"3DBall-{p}-s{k}" for p in range(9) for k in (1, 2)]
+    lines = queue.paths.config_info.read_text().splitlines()
+    assert lines[:9] == before["config_info.txt"].decode().splitlines()
+    assert lines[9] == "3DBall-0-s1 - 3DBall - beta: 0.001 - epsilon: 0.1 - seed: 8"
+    rows = {r["run_id"]: (r["point"], r["seed"]) for r in status_rows(queue)}
+    assert rows["3DBall-4"] == (4, 7) and rows["3DBall-4-s2"] == (4, 9)
+    assert_consistent(queue)
+    grown = snapshot(queue_dir)
+    for args in (("--seeds", "2"), ("--seeds", "1")):
+        refused = extend_cli(queue_dir, workdir / "3DBall.yaml", *args)
+        assert refused.code == 2
+        lines = refused.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"grid-plan: --seeds {args[1]}: "), lines
+        assert "the sweep trains 3 seeds per grid point" in lines[0]
+        assert snapshot(queue_dir) == grown
+    again = extend_cli(queue_dir, workdir / "3DBall.yaml", "--seeds", "3")
+    assert again.code == 0 and "Nothing to add" in again.out
+    assert snapshot(queue_dir) == grown
+
+
+def status_rows(queue: Queue) -> list[dict[str, Any]]:
+    result = run_cli(cli.status_command, "grid-status", ["--queue", str(queue.root), "--json"])
+    assert result.code == 0, result.err
+    return list(json.loads(result.out)["runs"])
+
+
+def test_extended_points_and_added_seeds_are_ranked_and_shown(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    """A one-seed sweep of 2 points, grown to 3 points x 3 seeds and trained: grid-report
+    groups the unsuffixed runs with their added seeds, and HParams lists every run."""
+    curves = {0: [1.0, 2.0, 3.0], 1: [5.0, 6.0, 7.0], 2: [3.0, 4.0, 5.0]}
+    names = {0: ["grid-0", "grid-0-s1", "grid-0-s2"], 1: ["grid-1", "grid-1-s1", "grid-1-s2"]}
+    names[2] = ["grid-2-s0", "grid-2-s1", "grid-2-s2"]
+    runs = {
+        name: {"curve": {"*": [curves[p][k]]}} for p in names for k, name in enumerate(names[p])
+    }
+    sweep = new_sweep(tmp_path, runs=2, ticks=2, options={"default": {}, "runs": runs})
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    text = (tmp_path / "grid.yaml").read_text()
+    grown = write(tmp_path / "grown.yaml", text.replace("[0, 1]", "[0, 1, 2]"))
+    result = extend_cli(sweep.queue_dir, grown, "--seeds", "3")
+    assert result.code == 0, result.err
+    assert "7 new runs (grid-0-s1 ... grid-2-s2)" in result.out
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert set(sweep.statuses().values()) == {"done"} and len(sweep.statuses()) == 9
+    assert len(sweep.starts("grid-0")) == 1  # the existing runs did not train again
+    out = tmp_path / "report"
+    report = run_cli(
+        cli.report_command,
+        "grid-report",
+        ["--queue", str(sweep.queue_dir), "--out", str(out)] + ["--json", "--last", "1"],
+    )
+    assert report.code == 0, report.err
+    points = json.loads(report.out)
+    assert [p["point"] for p in points] == [1, 2, 0]
+    for record in points:
+        assert record["run_ids"] == names[record["point"]]
+        assert record["seeds"] == 3
+        assert record["mean"] == pytest.approx(sum(curves[record["point"]]) / 3)
+    rows = list(csv.DictReader((out / "leaderboard.csv").open()))
+    assert [(r["point"], r["seeds"]) for r in rows] == [("1", "3"), ("2", "3"), ("0", "3")]
+    # HParams: every run has its session, with its seed in the experiment's domain.
+    queue = sweep.queue
+    assert hparams.sweep_seeds(queue) == [-1, 0, 1, 2]  # grid-0, grid-1: the random seed
+    for run_id in queue.sweep.run_ids:
+        folder = tmp_path / "results" / run_id
+        assert any(p.name.endswith(hparams.SUFFIX) for p in folder.iterdir()), run_id

@@ -385,3 +385,169 @@ def test_real_four_points_one_rung(tmp_path: Path) -> None:
             assert resumed and int(resumed[0]) >= 2000, sweep.log(run_id)
         else:
             assert statuses[run_id] == "stopped"
+
+
+# -- rungs with --extend and grid-retry -------------------------------------------------
+def verdict_of(point: int, runs: tuple[str, ...], promoted: bool, eligible: bool = True) -> Any:
+    from mlagents_grid.rungs import PointVerdict
+
+    return PointVerdict(point, runs, 1.0, 1, promoted, eligible, f"verdict of {point}")
+
+
+def test_runs_pass_decided_rungs_that_let_them_through() -> None:
+    from mlagents_grid.rungs import RunAtRung, entered, passed_rungs, passes
+
+    one = RungDecision(
+        1,
+        5,
+        0.5,
+        1.0,
+        (
+            verdict_of(0, ("g-0-s0",), True),
+            verdict_of(1, ("g-1-s0",), False),
+            verdict_of(2, ("g-2-s0",), False, eligible=False),
+        ),
+    )
+    two = RungDecision(2, 9, 0.5, 1.0, (verdict_of(0, ("g-0-s0",), True),))
+    decisions = {1: one, 2: two}
+    assert passes(one, "g-0-s1", 0)  # a seed added later follows its promoted point
+    assert not passes(one, "g-1-s1", 1)  # ... and its stopped point
+    assert passes(one, "g-2-s1", 2) and passes(one, "g-9-s0", 9)  # final before; new point
+    assert passed_rungs(0, decisions, "g-9-s0", 9) == 2
+    assert passed_rungs(0, decisions, "g-1-s1", 1) == 0
+    assert passed_rungs(1, decisions, "g-1-s0", 1) == 2  # retried past rung 1
+    runs = [
+        RunAtRung("g-0-s0", 0, 2, True),  # promoted at 2, then final
+        RunAtRung("g-1-s0", 1, 0, True),  # stopped at rung 1
+        RunAtRung("g-9-s0", 9, 0, False),  # added after rung 2 was decided
+        RunAtRung("g-1-s1", 1, 0, False),  # a seed added to a point stopped at rung 1
+        RunAtRung("g-0-s1", 0, 3, False),  # promoted past rung 3 by hand
+    ]
+    assert entered(3, decisions, runs) == ["g-0-s0", "g-9-s0"]
+    assert entered(1, {}, runs) == ["g-1-s0", "g-9-s0", "g-1-s1"]
+
+
+def test_extend_refuses_a_change_of_opt_rungs(tmp_path: Path) -> None:
+    code, out, queue = plan(tmp_path, f"opt_rungs:\n  tag: {TAG}\n  steps: [10, 30]\n")
+    assert code == 0, out
+    before = tree(queue) | {"plan.lock"}  # the lock file stays, unlocked
+    for rungs in (f"opt_rungs:\n  tag: {TAG}\n  steps: [10, 40]\n", ""):
+        config = write(tmp_path / "grown.yaml", rungs + BASE.replace("[0, 1, 2]", "[0, 1, 2, 3]"))
+        result = run_cli(cli.plan, "grid-plan", [str(config), "--extend", "--queue", str(queue)])
+        assert result.code == 2
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("grid-plan: --extend: opt_rungs changed")
+        assert tree(queue) == before
+    code, out, other = plan(tmp_path / "plain", "")
+    assert code == 0, out
+    config = write(tmp_path / "rungs.yaml", f"opt_rungs:\n  tag: {TAG}\n  steps: [10]\n" + BASE)
+    result = run_cli(cli.plan, "grid-plan", [str(config), "--extend", "--queue", str(other)])
+    assert result.code == 2 and "opt_rungs changed from (not set) to {" in result.err
+
+
+def test_a_point_added_after_rung_1_joins_rung_2_and_retried_runs_train_on(
+    new_sweep: Any, tmp_path: Path
+) -> None:
+    slow = {"step_delay": 0.4}
+    runs = {
+        "grid-0": {"curve": {"*": [1.0]}},
+        "grid-1": {"curve": {"*": [5.0]}, **slow},
+        "grid-2": {"curve": {"*": [9.0]}},
+        "grid-3": {"curve": {"*": [20.0]}},
+    }
+    sweep = new_sweep(
+        tmp_path,
+        runs=3,
+        ticks=20,
+        extra=f"opt_rungs:\n  tag: {TAG}\n  steps: [5, 12]\n  keep: 0.5\n  window: 2\n",
+        options={"default": {"step_delay": 0.05}, "runs": runs},
+    )
+    monitor = sweep.start(monitor_command(sweep))
+    workers = [sweep.start_worker() for _ in range(3)]
+    sweep.wait_for(lambda: (sweep.queue_dir / "rungs" / "1.json").exists(), timeout=60)
+    text = (tmp_path / "grid.yaml").read_text()
+    grown = write(tmp_path / "grown.yaml", text.replace("[0, 1, 2]", "[0, 1, 2, 3]"))
+    result = run_cli(
+        cli.plan, "grid-plan", [str(grown), "--extend", "--queue", str(sweep.queue_dir)]
+    )
+    assert result.code == 0, result.err
+    assert not (sweep.queue_dir / "rungs" / "2.json").exists()  # grid-1 is still on its way
+    wait_final(sweep)
+    for proc in [*workers, monitor]:
+        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+    first, second = decision(sweep, 1), decision(sweep, 2)
+    assert sorted(first["promoted"]) == [1, 2] and first["stopped"] == [0]
+    assert 3 not in [v["point"] for v in first["points"]]
+    # The added point trained straight to rung 2 and took part in it.
+    assert sorted(v["point"] for v in second["points"]) == [1, 2, 3]
+    assert second["promoted"] == [3, 2] and second["stopped"] == [1]
+    paused = [(e["run_id"], e["rung"]) for e in sweep.events("paused")]
+    assert ("grid-3", 2) in paused and ("grid-3", 1) not in paused
+    passed = [e for e in sweep.events("promoted") if e["run_id"] == "grid-3"]
+    assert [e["rung"] for e in passed] == [1, 2]
+    assert "rung 1 was decided without it" in passed[0]["reason"]
+    assert sweep.statuses() == {
+        "grid-0": "stopped",
+        "grid-1": "stopped",
+        "grid-2": "done",
+        "grid-3": "done",
+    }
+    # grid-retry of runs stopped by rungs: each is promoted past the rung that stopped it
+    # and trains to the end; no rung stops it again and none pauses it.
+    queue = sweep.queue
+    result = run_cli(
+        cli.retry_command, "grid-retry", ["--queue", str(sweep.queue_dir), "--stopped"]
+    )
+    assert result.code == 0, result.err
+    assert (queue.read_state("grid-0").rung, queue.read_state("grid-1").rung) == (1, 2)
+    retried = {e["run_id"]: e for e in sweep.events("retried")}
+    assert (retried["grid-0"]["rung"], retried["grid-1"]["rung"]) == (1, 2)
+    paused_before = len(sweep.events("paused"))
+    monitor = sweep.start(monitor_command(sweep))
+    worker = sweep.start_worker()
+    for proc in (worker, monitor):
+        assert proc.wait(timeout=60) == 0, sweep.output(proc)
+    assert set(sweep.statuses().values()) == {"done"}
+    assert len(sweep.events("paused")) == paused_before
+    assert len(sweep.events("rung-decided")) == 2
+    for run_id in ("grid-0", "grid-1"):
+        last = sweep.starts(run_id)[-1]
+        assert last["resume"] and last["start_step"] >= 5
+    assert [e["rung"] for e in sweep.events("promoted") if e["run_id"] == "grid-0"] == [2]
+
+
+def test_grid_retry_of_a_paused_run_promotes_it_by_hand(new_sweep: Any, tmp_path: Path) -> None:
+    sweep = new_sweep(
+        tmp_path,
+        runs=3,
+        ticks=20,
+        extra=f"opt_rungs:\n  tag: {TAG}\n  steps: [5]\n  keep: 0.34\n  window: 2\n",
+        options={
+            "default": {"step_delay": 0.03},
+            "runs": {
+                "grid-0": {"curve": {"*": [1.0]}},
+                "grid-1": {"curve": {"*": [2.0]}},
+                "grid-2": {"curve": {"*": [3.0]}, "step_delay": 0.5},
+            },
+        },
+    )
+    monitor = sweep.start(monitor_command(sweep))
+    workers = [sweep.start_worker() for _ in range(3)]
+    sweep.wait_for(lambda: sweep.statuses()["grid-0"] == "paused")
+    assert sweep.queue.paths.pause_file("grid-0").exists()
+    result = run_cli(cli.retry_command, "grid-retry", ["--queue", str(sweep.queue_dir), "grid-0"])
+    assert result.code == 0, result.err
+    assert "grid-0: retried (was paused at rung 1; retry 1)" in result.out
+    state = sweep.queue.read_state("grid-0")
+    assert (state.status, state.rung) == ("pending", 1)
+    assert not sweep.queue.paths.pause_file("grid-0").exists()
+    event = sweep.events("retried")[0]
+    assert (event["run_id"], event["previous"], event["rung"]) == ("grid-0", "paused", 1)
+    wait_final(sweep)
+    for proc in [*workers, monitor]:
+        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+    first = decision(sweep, 1)
+    assert sorted(v["point"] for v in first["points"]) == [1, 2]  # grid-0 left the rung
+    assert first["promoted"] == [2] and first["stopped"] == [1]
+    assert sweep.statuses() == {"grid-0": "done", "grid-1": "stopped", "grid-2": "done"}
+    assert sweep.starts("grid-0")[-1]["resume"]
