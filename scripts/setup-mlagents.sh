@@ -43,7 +43,7 @@ if ! {
         PyYAML "filelock>=4.1" &&
     pip install -q --no-deps --ignore-requires-python "mlagents==1.1.0" "mlagents-envs==1.1.0" \
         "pettingzoo==1.15.0" &&
-    pip install -q -e . &&
+    pip install -q -e . "numpy==1.23.5" "protobuf==3.20.3" &&
     "$VENV/bin/python" -c "import mlagents.trainers.learn, mlagents_envs.base_env, torch"
 }; then
     echo "setup-mlagents: could not install the ML-Agents stack (see pip's output above)" >&2
