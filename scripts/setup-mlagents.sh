@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${MLAGENTS_VENV:-.venv-mlagents}
 STAMP="$VENV/.stack-stamp"
-want=$(sha256sum "$0" pyproject.toml | sha256sum | cut -c1-16)
+# The contents only: sha256sum's file names would make `bash scripts/setup-mlagents.sh` (make)
+# and the test fixture's absolute path disagree, and each would rebuild the stack.
+want=$(cat "$0" pyproject.toml | sha256sum | cut -c1-16)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/grid-sim-learn" ]; then
     echo "ML-Agents stack ready in $VENV"
