@@ -46,7 +46,8 @@ if ! {
     pip install -q --no-deps --ignore-requires-python "mlagents==1.1.0" "mlagents-envs==1.1.0" \
         "pettingzoo==1.15.0" &&
     pip install -q -e . "numpy==1.23.5" "protobuf==3.20.3" &&
-    "$VENV/bin/python" -c "import mlagents.trainers.learn, mlagents_envs.base_env, torch"
+    "$VENV/bin/python" -W "ignore:pkg_resources is deprecated:UserWarning" \
+        -c "import mlagents.trainers.learn, mlagents_envs.base_env, torch, mlagents_grid.report"
 }; then
     echo "setup-mlagents: could not install the ML-Agents stack (see pip's output above)" >&2
     exit 1
