@@ -7,6 +7,7 @@ and a `Plan` yields its runs lazily so that a 100,000-run grid never sits in mem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import itertools
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
+from warnings import catch_warnings, filterwarnings
 
 import yaml
 
@@ -555,6 +557,19 @@ def _name_dimensions(
     )
 
 
+@contextlib.contextmanager
+def _quiet_mlagents_import() -> Iterator[None]:
+    """Import ML-Agents without its pkg_resources deprecation warning.
+
+    ML-Agents 1.1.0 imports pkg_resources, and setuptools warns about that on stderr: a line
+    about ML-Agents' own code in every grid-plan that checks a config. Only that warning is
+    hidden.
+    """
+    with catch_warnings():
+        filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        yield
+
+
 def validate_with_mlagents(plan: Plan) -> bool:
     """Check runs with ML-Agents' own settings classes; False when mlagents is absent.
 
@@ -563,11 +578,13 @@ def validate_with_mlagents(plan: Plan) -> bool:
     swept value through ML-Agents at least once without checking the whole grid.
     """
     try:
-        from mlagents.plugins.trainer_type import register_trainer_plugins
-        from mlagents.trainers.settings import RunOptions, TrainerSettings
+        with _quiet_mlagents_import():
+            from mlagents.plugins.trainer_type import register_trainer_plugins
+            from mlagents.trainers.settings import RunOptions, TrainerSettings
     except Exception:
         return False
-    register_trainer_plugins()
+    with _quiet_mlagents_import():
+        register_trainer_plugins()
     width = max((len(d.values) for d in plan.dimensions), default=1)
     for k in range(width):
         assignments = tuple((d.path, d.values[k % len(d.values)]) for d in plan.dimensions)
@@ -763,7 +780,8 @@ def check_trainer_args(config: str, trainer_args: list[str]) -> dict[str, Any] |
     each after a start-up, so it is refused once here instead.
     """
     try:
-        from mlagents.trainers.cli_utils import _create_parser
+        with _quiet_mlagents_import():
+            from mlagents.trainers.cli_utils import _create_parser
     except Exception:
         return None
     parser: argparse.ArgumentParser = _create_parser()

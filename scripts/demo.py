@@ -1,8 +1,10 @@
 """`make demo`: a real sweep of examples/demo.yaml with real mlagents-learn on a simulated env.
 
-Plans the example, starts TensorBoard on 127.0.0.1, two workers and the monitor, shows
-progress while it trains, and ends with the sweep's status and where to look. Every process
-it starts is ended by pid when it finishes or is interrupted.
+Plans the example with the grid-plan of .venv-mlagents (so ML-Agents itself checks the config
+and the trainer arguments), starts TensorBoard on 127.0.0.1, two workers and the monitor,
+shows progress while it trains, and ends with the sweep's status, grid-report's ranking, the
+best configuration and where to look. Every process it starts is ended by pid when it
+finishes or is interrupted.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# The environment with the real ML-Agents stack (scripts/setup-mlagents.sh, `make mlagents`).
+MLAGENTS_BIN = ROOT / ".venv-mlagents" / "bin"
+# Trainer arguments every run gets; grid-plan checks them with mlagents-learn's own parser.
+TRAINER_ARGS = ["--torch-device=cpu"]
 
 
 def free_port(preferred: int) -> int:
@@ -35,18 +42,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=str(ROOT / "build" / "demo"), help="demo folder")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--trainer", default=str(ROOT / ".venv-mlagents" / "bin" / "grid-sim-learn")
-    )
+    parser.add_argument("--trainer", default=str(MLAGENTS_BIN / "grid-sim-learn"))
     args = parser.parse_args()
 
+    if not (MLAGENTS_BIN / "grid-plan").exists():
+        print(f"demo: {MLAGENTS_BIN / 'grid-plan'} is missing; run `make mlagents` first")
+        return 1
+    began = time.monotonic()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     queue, results = out / "queue", out / "results"
-    subprocess.run(
+    print(
+        f"$ .venv-mlagents/bin/grid-plan examples/demo.yaml {' '.join(TRAINER_ARGS)}\n"
+        "  (mlagents is importable there: ML-Agents' own settings classes check every swept "
+        "value and mlagents-learn's parser checks the trainer arguments)",
+        flush=True,
+    )
+    planned = subprocess.run(
         [
-            str(BIN / "grid-plan"),
+            str(MLAGENTS_BIN / "grid-plan"),
             str(ROOT / "examples" / "demo.yaml"),
             "--queue",
             str(queue),
@@ -56,9 +71,13 @@ def main() -> int:
             "demo",
             "--base-port",
             str(free_port(5105)),
+            *TRAINER_ARGS,
         ],
-        check=True,
+        check=False,
     )
+    if planned.returncode != 0:
+        print(f"demo: grid-plan failed (exit code {planned.returncode})")
+        return planned.returncode
     board_port = free_port(6006)
     board = f"http://127.0.0.1:{board_port}"
     started: list[subprocess.Popen[bytes]] = []
@@ -130,14 +149,46 @@ def main() -> int:
             if proc.poll() is None:
                 proc.kill()
     subprocess.run([str(BIN / "grid-status"), "--queue", str(queue)], check=False)
+    report = queue / "report"
+    print("\n$ grid-report --queue", queue, flush=True)
+    reported = subprocess.run([str(BIN / "grid-report"), "--queue", str(queue)], check=False)
+    best = best_configuration(report / "report.md") if reported.returncode == 0 else None
+    if best is not None:
+        title, snippet = best
+        print(f"\n{title}, to paste into your trainer config:\n")
+        print(textwrap.indent(snippet, "    "))
+    else:
+        print("\nNo best configuration: no run has a score (see the trainer logs)")
     print(
-        f"\nWhere to look:\n  results:         {results}\n"
+        f"\nWhere to look:\n"
+        f"  report:          {report / 'report.md'}\n"
+        f"  learning curves: {report / 'curves.png'}\n"
+        f"  leaderboard:     {report / 'leaderboard.csv'}\n"
+        f"  results:         {results}\n"
         f"  runs and values: {queue / 'config_info.txt'}\n"
         f"  trainer logs:    {queue / 'logs'}\n"
         f"  TensorBoard:     tensorboard --logdir {results}\n"
-        f"  events:          {queue / 'events.jsonl'}"
+        f"  events:          {queue / 'events.jsonl'}\n"
+        f"\nDemo finished in {time.monotonic() - began:.0f} s"
     )
-    return 0
+    return 0 if reported.returncode == 0 else reported.returncode
+
+
+def best_configuration(markdown: Path) -> tuple[str, str] | None:
+    """The title and YAML snippet of report.md's "Best configuration" section, if any."""
+    try:
+        lines = markdown.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for at, line in enumerate(lines):
+        if line.startswith("## Best configuration"):
+            body = lines[at + 1 :]
+            if "```yaml" not in body:
+                return None
+            start = body.index("```yaml") + 1
+            end = body.index("```", start) if "```" in body[start:] else len(body)
+            return line.removeprefix("## "), "\n".join(body[start:end])
+    return None
 
 
 def _counts(text: str) -> str:

@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${MLAGENTS_VENV:-.venv-mlagents}
 STAMP="$VENV/.stack-stamp"
-want=$(sha256sum "$0" pyproject.toml | sha256sum | cut -c1-16)
+# The contents only: sha256sum's file names would make `bash scripts/setup-mlagents.sh` (make)
+# and the test fixture's absolute path disagree, and each would rebuild the stack.
+want=$(cat "$0" pyproject.toml | sha256sum | cut -c1-16)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/grid-sim-learn" ]; then
     echo "ML-Agents stack ready in $VENV"
@@ -45,7 +47,8 @@ if ! {
         "pettingzoo==1.15.0" &&
     # This project's own dependencies within the stack's pins (newer scipy wants numpy 2).
     pip install -q -e . "numpy==1.23.5" "protobuf==3.20.3" "tensorboard<2.21" "scipy<1.16" &&
-    "$VENV/bin/python" -c "import mlagents.trainers.learn, mlagents_envs.base_env, torch"
+    "$VENV/bin/python" -W "ignore:pkg_resources is deprecated:UserWarning" \
+        -c "import mlagents.trainers.learn, mlagents_envs.base_env, torch, mlagents_grid.report"
 }; then
     echo "setup-mlagents: could not install the ML-Agents stack (see pip's output above)" >&2
     exit 1

@@ -20,6 +20,12 @@ from mlagents_grid import cli
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TRAINER = Path(__file__).resolve().parent / "fake_trainer.py"
 BIN = Path(sys.executable).parent
+# The real ML-Agents stack (scripts/setup-mlagents.sh) and the tools installed in it.
+MLAGENTS_BIN = ROOT / ".venv-mlagents" / "bin"
+SIM_LEARN = MLAGENTS_BIN / "grid-sim-learn"
+# Building the stack from nothing: about a minute on an idle 2-core machine, several on a
+# loaded one with a slow index. The real tier's per-test timeouts leave this out (func_only).
+STACK_BUILD_S = 1200
 
 SEED_3DBALL = textwrap.dedent(
     """\
@@ -136,3 +142,18 @@ def new_sweep() -> Iterator[Callable[..., Any]]:
     yield make
     for sweep in made:
         sweep.stop_all()
+
+
+@pytest.fixture(scope="session")
+def sim_learn() -> Path:
+    """The real tier's stack, built once per session; skips, saying why, if it cannot be."""
+    setup = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup-mlagents.sh")],
+        capture_output=True,
+        text=True,
+        timeout=STACK_BUILD_S,
+    )
+    if setup.returncode != 0 or not SIM_LEARN.exists():
+        last = (setup.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"the ML-Agents stack could not be installed here: {last}")
+    return SIM_LEARN

@@ -1,11 +1,19 @@
 """The real mlagents-learn (ML-Agents 1.1.0, PyTorch on CPU) end to end, on the simulated env.
 
-Needs .venv-mlagents, which the session fixture builds with scripts/setup-mlagents.sh; the
-tier is skipped, saying why, only when that stack cannot be installed.
+Needs .venv-mlagents, which the session fixture `sim_learn` (conftest.py) builds with
+scripts/setup-mlagents.sh; the tier is skipped, saying why, only when that stack cannot be
+installed.
+
+Time: each test takes 5 to 20 s on an idle 2-core machine and several times that on a loaded
+one, far beyond the suite's global 120 s timeout if the machine is busy enough. So every test
+here has its own timeout, REAL_TEST_S, above the sum of the named bounds it waits with; the
+build of the stack is bounded apart (STACK_BUILD_S) and left out of it (func_only).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import subprocess
@@ -21,26 +29,34 @@ from mlagents_grid import cli
 from mlagents_grid.queue import Queue
 
 from .board import Board
-from .conftest import BIN, ROOT, run_cli
+from .conftest import BIN, MLAGENTS_BIN, run_cli, tree
 
 pytestmark = pytest.mark.real_mlagents
 
-SIM_LEARN = ROOT / ".venv-mlagents" / "bin" / "grid-sim-learn"
 REWARD = "Environment/Cumulative Reward"
 
+# Bounds, each generous for a loaded 2-core machine (the idle figure in brackets).
+SWEEP_S = 360  # every worker of a test's sweep has finished training (5-18 s)
+REACH_STEP_S = 150  # a run's log shows a given step (3 s)
+MONITOR_EXIT_S = 60  # the monitor exits once every run is final (1-2 s)
+KILL_S = 10  # a killed process is reaped
+PLAN_S = 120  # .venv-mlagents/bin/grid-plan imports ML-Agents and plans (3 s)
+# The per-test timeout: above the sum of the bounds any one test waits with (at most
+# REACH_STEP_S + KILL_S + SWEEP_S = 520 s, or Board's 60 + SWEEP_S + MONITOR_EXIT_S).
+REAL_TEST_S = 600
+real_test = pytest.mark.timeout(REAL_TEST_S, func_only=True)
 
-@pytest.fixture(scope="session")
-def sim_learn() -> Path:
-    setup = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "setup-mlagents.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    if setup.returncode != 0 or not SIM_LEARN.exists():
-        last = (setup.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"the ML-Agents stack could not be installed here: {last}")
-    return SIM_LEARN
+
+def finish(procs: list[subprocess.Popen[bytes]], bound: float = SWEEP_S) -> list[int]:
+    """Exit codes of `procs`, all of them within `bound` seconds from now (one deadline)."""
+    deadline = time.monotonic() + bound
+    codes = []
+    for proc in procs:
+        try:
+            codes.append(proc.wait(timeout=max(0.1, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{proc.args!r} still running after the bound of {bound} s")
+    return codes
 
 
 def behavior(lr: object, stop: str = "", max_steps: int = 8000) -> str:
@@ -118,7 +134,7 @@ class RealSweep:
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=10)
+                proc.wait(timeout=KILL_S)
 
 
 @pytest.fixture
@@ -134,6 +150,7 @@ def checkpoint_and_model(results: Path, run_id: str, name: str = "3DBall") -> bo
     return (folder / "checkpoint.pt").exists() and any(folder.glob("*.onnx"))
 
 
+@real_test
 def test_four_runs_two_workers_and_the_monitor_stop_exactly_the_bad_runs(
     real: list[RealSweep | Board], tmp_path: Path, sim_learn: Path
 ) -> None:
@@ -147,9 +164,8 @@ def test_four_runs_two_workers_and_the_monitor_stop_exactly_the_bad_runs(
     board.start()
     workers = [sweep.worker() for _ in range(2)]
     monitor = sweep.start("grid-monitor", "--tensorboard", board.url, "--interval", "1")
-    for worker in workers:
-        assert worker.wait(timeout=600) == 0
-    assert monitor.wait(timeout=60) == 0
+    assert finish(workers) == [0, 0]
+    assert finish([monitor], MONITOR_EXIT_S) == [0]
     assert sweep.statuses() == {
         "grid-0": "done",
         "grid-1": "done",
@@ -171,6 +187,7 @@ def test_four_runs_two_workers_and_the_monitor_stop_exactly_the_bad_runs(
         assert state.exit_code == 0
 
 
+@real_test
 def test_a_killed_worker_run_resumes_from_its_checkpoint_and_finishes(
     real: list[RealSweep | Board], tmp_path: Path, sim_learn: Path
 ) -> None:
@@ -179,14 +196,14 @@ def test_a_killed_worker_run_resumes_from_its_checkpoint_and_finishes(
     real.append(sweep)
     first = sweep.worker()
     log = sweep.queue.paths.log_file("grid-0")
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + REACH_STEP_S
     while not (log.exists() and "Step: 3000." in log.read_text(errors="replace")):
-        assert time.monotonic() < deadline, "the run never reached step 3000"
+        assert time.monotonic() < deadline, f"the run did not reach step 3000 in {REACH_STEP_S} s"
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
+    first.wait(timeout=KILL_S)
     second = sweep.worker("--wait")
-    assert second.wait(timeout=600) == 0
+    assert finish([second]) == [0]
     text = sweep.log("grid-0")
     resumed = re.search(r"Resuming training from step (\d+)", text)
     assert resumed is not None and int(resumed.group(1)) > 0, text[-3000:]
@@ -195,6 +212,7 @@ def test_a_killed_worker_run_resumes_from_its_checkpoint_and_finishes(
     assert sweep.queue.read_state("grid-0").mode == "--resume"
 
 
+@real_test
 def test_two_behaviors_with_a_condition_on_one_of_them(
     real: list[RealSweep | Board], tmp_path: Path, sim_learn: Path
 ) -> None:
@@ -208,8 +226,8 @@ def test_two_behaviors_with_a_condition_on_one_of_them(
     real.append(sweep)
     worker = sweep.worker()
     monitor = sweep.start("grid-monitor", "--logdir", str(sweep.results), "--interval", "2")
-    assert worker.wait(timeout=600) == 0
-    assert monitor.wait(timeout=60) == 0
+    assert finish([worker]) == [0]
+    assert finish([monitor], MONITOR_EXIT_S) == [0]
     assert sweep.statuses() == {"grid-0": "done", "grid-1": "stopped"}
     reason = sweep.queue.read_state("grid-1").stop_reason or ""
     assert reason.startswith(f"Striker: {REWARD}: ")
@@ -218,6 +236,7 @@ def test_two_behaviors_with_a_condition_on_one_of_them(
         assert checkpoint_and_model(sweep.results, "grid-0", name)
 
 
+@real_test
 def test_seeds_reach_the_real_trainer_configuration(
     real: list[RealSweep | Board], tmp_path: Path, sim_learn: Path
 ) -> None:
@@ -249,16 +268,77 @@ def test_seeds_reach_the_real_trainer_configuration(
         for _ in range(2)
     ]
     try:
-        for worker in workers:
-            assert worker.wait(timeout=600) == 0
+        assert finish(workers) == [0, 0]
     finally:
         for worker in workers:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGKILL)
-                worker.wait(timeout=10)
+                worker.wait(timeout=KILL_S)
     for index, run_id in enumerate(queue.sweep.run_ids):
         assert queue.read_state(run_id).status == "done", queue.paths.log_file(run_id).read_text()
         written = yaml.safe_load((tmp_path / "results" / run_id / "configuration.yaml").read_text())
         assert written["env_settings"]["seed"] == index % 2 == queue.job(run_id).seed
         hyper = written["behaviors"]["3DBall"]["hyperparameters"]
         assert hyper["learning_rate"] == [0.003, 0.001][index // 2]
+
+
+# -- grid-plan with mlagents importable: trainer arguments checked by mlagents-learn's parser -
+# (Without mlagents they are recorded unchecked, with a warning: tests/test_survival.py.)
+PLAN_CONFIG = "behaviors:\n  3DBall:\n" + behavior("{opt_values: [0.003, 0.001]}")
+
+
+def grid_plan(root: Path, *trainer_args: str) -> subprocess.CompletedProcess[str]:
+    """.venv-mlagents/bin/grid-plan on root/config.yaml, run in `root`, as a user runs it."""
+    (root / "config.yaml").write_text(PLAN_CONFIG)
+    env = {k: v for k, v in os.environ.items() if k not in ("GRID_QUEUE", "GRID_TRAINER")}
+    return subprocess.run(
+        [str(MLAGENTS_BIN / "grid-plan"), "config.yaml", *trainer_args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PLAN_S,
+    )
+
+
+@real_test
+@pytest.mark.parametrize("bad", ["--num-envz=2", "--no-such-flag"])
+def test_grid_plan_refuses_a_trainer_argument_mlagents_rejects_and_writes_nothing(
+    tmp_path: Path, sim_learn: Path, bad: str
+) -> None:
+    planned = grid_plan(tmp_path, "--no-graphics", bad)
+    assert planned.returncode == 2, planned.stderr
+    assert planned.stdout == ""
+    lines = planned.stderr.strip().splitlines()
+    assert len(lines) == 1, planned.stderr
+    assert lines[0].startswith("grid-plan: mlagents-learn rejects the trainer arguments: ")
+    assert bad in lines[0]
+    assert "--no-graphics" not in lines[0]  # names the bad argument, not the good one
+    assert tree(tmp_path) == {"config.yaml"}  # no queue folder, no results folder
+
+
+@real_test
+def test_grid_plan_checks_and_records_good_trainer_arguments(
+    tmp_path: Path, sim_learn: Path
+) -> None:
+    planned = grid_plan(tmp_path, "--no-graphics", "--time-scale=20")
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stderr == ""  # no "not checked" / "not importable" note, no warning
+    assert "Planned 2 runs of config" in planned.stdout
+    sweep = json.loads((tmp_path / "sweeps" / "config" / "sweep.json").read_text())
+    assert sweep["trainer_args"] == ["--no-graphics", "--time-scale=20"]
+    assert sweep["num_envs"] == 1
+
+
+@real_test
+def test_grid_plan_records_an_abbreviated_num_envs_as_mlagents_reads_it(
+    tmp_path: Path, sim_learn: Path
+) -> None:
+    planned = grid_plan(tmp_path, "--num-env=3")  # argparse takes --num-env for --num-envs
+    assert planned.returncode == 0, planned.stderr
+    queue = Queue(tmp_path / "sweeps" / "config")
+    assert queue.sweep.num_envs == 3
+    assert queue.sweep.trainer_args == ["--num-env=3"]
+    # Each run's environments take ports base, base+1, base+2: the slots are 3 apart.
+    base = queue.sweep.base_port
+    assert [queue.port_for(slot) for slot in range(3)] == [base, base + 3, base + 6]

@@ -27,6 +27,7 @@ from mlagents_grid.rungs import (
 
 from .board import Board
 from .conftest import run_cli, tree, write
+from .test_real_mlagents import MONITOR_EXIT_S, RealSweep, behavior, finish, real_test
 
 TAG = "Environment/Cumulative Reward"
 
@@ -354,22 +355,19 @@ def test_status_report_and_grid_stop_with_paused_runs(new_sweep: Any, tmp_path: 
 
 # -- the real ML-Agents stack ---------------------------------------------------------
 @pytest.mark.real_mlagents
-def test_real_four_points_one_rung(tmp_path: Path) -> None:
-    from .test_real_mlagents import SIM_LEARN, RealSweep, behavior
-
-    if not SIM_LEARN.exists():
-        pytest.skip("the ML-Agents stack is missing; run scripts/setup-mlagents.sh")
+@real_test
+def test_real_four_points_one_rung(tmp_path: Path, sim_learn: Path) -> None:
     config = (
         f"opt_rungs:\n  tag: {TAG}\n  steps: [2000]\n  keep: 0.5\n  window: 2\n"
         + "behaviors:\n  3DBall:\n"
         + behavior("{opt_values: [0.00001, 0.0003, 0.001, 0.003]}", max_steps=5000)
     )
-    sweep = RealSweep(tmp_path, config, SIM_LEARN)
+    sweep = RealSweep(tmp_path, config, sim_learn)
     try:
         monitor = sweep.start("grid-monitor", "--logdir", str(sweep.results), "--interval", "1")
         workers = [sweep.worker() for _ in range(2)]
-        for proc in [*workers, monitor]:
-            assert proc.wait(timeout=600) == 0
+        assert finish(workers) == [0, 0]
+        assert finish([monitor], MONITOR_EXIT_S) == [0]
     finally:
         sweep.close()
     first = json.loads((sweep.queue_dir / "rungs" / "1.json").read_text())

@@ -77,7 +77,14 @@ def slurm(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+# Above its waits (submit 60 + all training 60 + scancels 2 x 30 + drained 120 + squeue 30 +
+# scancel 30 = 360 s); 28 s on an idle 2-core machine. Starting SLURM (the module fixture,
+# 300 s) is left out.
+ARRAY_TEST_S = 420
+
+
 @pytest.mark.slurm
+@pytest.mark.timeout(ARRAY_TEST_S, func_only=True)
 def test_array_job_drains_the_sweep_through_a_cancel_and_a_time_limit_warning(
     slurm_env: dict[str, str], new_sweep, tmp_path: Path
 ) -> None:
