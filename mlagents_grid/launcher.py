@@ -197,7 +197,12 @@ def _serve(sock: socket.socket) -> NoReturn:
 
 def _handle(sock: socket.socket, supervisor: Supervisor) -> bool:
     """One message from the worker; False when the worker is gone."""
-    message, fds, _, _ = socket.recv_fds(sock, REQUEST_SIZE, 2)
+    try:
+        message, fds, _, _ = socket.recv_fds(sock, REQUEST_SIZE, 2)
+    except OSError:
+        # ECONNRESET: the worker died with a reply of ours unread. Gone all the same; this
+        # must not end the launcher, whose trainers still need their stop and exit records.
+        return False
     if not message:
         return False
     try:

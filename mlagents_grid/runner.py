@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import ctypes
 import os
+import signal
 import sys
 import threading
 import time
@@ -253,6 +254,9 @@ _held: list[Any] = []  # the --hold lock: referenced until the process ends
 def main(argv: Sequence[str] | None = None) -> int:
     own, trainer_args = split_argv(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(own)
+    # Started with SIGINT ignored (a worker run with `nohup` or `&`), Python would install no
+    # KeyboardInterrupt handler, and interrupt_main() would do nothing: the stop would be lost.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.hold:
         lock = hold_lock(args.hold)
         if lock is None:

@@ -197,3 +197,16 @@ def test_the_stop_sequence_interrupts_once_then_terminates_then_kills() -> None:
     assert sequence.due(1000) is None and sequence.deadline() is None
     forced = StopSequence(grace=60)
     assert forced.force(5) == KILL and forced.force(6) is None and forced.due(100) is None
+
+
+def test_a_worker_that_died_with_a_reply_unread_is_gone_not_a_launcher_crash() -> None:
+    """Its socket then reads ECONNRESET, not EOF; the launcher must live on for its trainers."""
+    import socket
+
+    from mlagents_grid.launcher import Supervisor, _handle
+
+    worker, launcher = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    launcher.send(b'{"pid": 1}')  # a reply the worker never read
+    worker.close()
+    assert _handle(launcher, Supervisor()) is False
+    launcher.close()

@@ -109,3 +109,21 @@ def test_completion_returns_the_trainer_exit_code(
     runners: support.Runners, results: Path, code: int
 ) -> None:
     support.completion_exit_code(runners, results, code)
+
+
+def test_a_runner_started_with_sigint_ignored_still_stops_its_trainer(
+    runners: support.Runners, results: Path
+) -> None:
+    """As under `nohup` or `&`: Python then installs no KeyboardInterrupt handler by itself."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        trainer = runners.start(results)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    trainer.wait_training()
+    trainer.send(b"stop\n")
+    output = trainer.finish(support.START_TIMEOUT)
+    assert trainer.process.returncode == 0, output
+    assert (trainer.out / "checkpoint.txt").exists()
