@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from .errors import GridError
 from .job import FINAL, INTERRUPTED, PAUSED, RUNNING, JobState
 from .outcome import Outcome, decide
-from .queue import PROBE_WAIT, Claim, Queue, try_lock
+from .queue import PROBE_POLL, PROBE_WAIT, Claim, Queue, host_name, try_lock
 from .rungs import passed_rungs, passes, run_verdict
 from .wakeup import Wakeup
 
@@ -47,6 +49,18 @@ def _unrecorded(record: dict[str, Any], state: JobState) -> bool:
     if state.status == RUNNING and attempt == state.attempts:
         return True
     return attempt == state.attempts + 1
+
+
+def _trained_here(state: JobState | None) -> bool:
+    """Whether a live worker process of this host records the run as its own, running.
+
+    Trying its lock would fail anyway; the full pass at the end still tries every run, so a
+    worker that died and whose pid was reused is not passed over for good.
+    """
+    if state is None or state.status != RUNNING or not state.worker:
+        return False
+    host, _, pid = state.worker.rpartition(":")
+    return host == host_name() and pid.isdigit() and psutil.pid_exists(int(pid))
 
 
 class Claimer:
@@ -98,6 +112,8 @@ class Claimer:
         for run_id in claim_order(statuses, self._order()) + sorted(
             set(r for r, s in statuses.items() if s == PAUSED) - waiting
         ):
+            if _trained_here(states[run_id]):
+                continue  # a live peer on this host trains it: no lock to try
             claim = self._try(run_id, probed=statuses[run_id] in TAKEN_OVER)
             if claim is not None:
                 return claim
@@ -182,7 +198,7 @@ class Claimer:
         taken = try_lock(path)
         if taken is not None or not probed:
             return taken
-        probe = try_lock(self.queue.paths.probe_file(run_id), timeout=PROBE_WAIT)
+        probe = try_lock(self.queue.paths.probe_file(run_id), timeout=PROBE_WAIT, poll=PROBE_POLL)
         if probe is None:
             return None
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -109,21 +110,30 @@ def session_summary(queue: Queue, job: Job, status: str) -> Any:
 
 def _replace_events(folder: Path, summaries: list[tuple[int, Any]]) -> Path:
     """Write one event file of ours into `folder`, then remove the ones written before it;
-    returns the folder."""
+    returns the folder.
+
+    tensorboard's RecordWriter frames the records, written at once and renamed into place:
+    its EventFileWriter would start a thread per file, a cost paid at every run's start.
+    """
     from tensorboard.compat.proto import event_pb2
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    from tensorboard.summary.writer.record_writer import RecordWriter
 
     folder.mkdir(parents=True, exist_ok=True)
     older = [folder / n for n in os.listdir(folder) if n.endswith(SUFFIX)]
-    writer = EventFileWriter(str(folder), filename_suffix=SUFFIX)
-    try:
-        for step, summary in summaries:
-            writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
-    finally:
-        writer.close()
+    now = time.time()
+    name = f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}{SUFFIX}"
+    events = [event_pb2.Event(wall_time=now, file_version="brain.Event:2")]
+    events += [event_pb2.Event(wall_time=now, step=step, summary=s) for step, s in summaries]
+    tmp = folder / f".{name}.tmp"
+    with open(tmp, "wb") as handle:
+        writer = RecordWriter(handle)
+        for event in events:
+            writer.write(event.SerializeToString())
+    os.replace(tmp, folder / name)
     for path in older:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        if path.name != name:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
     return folder
 
 

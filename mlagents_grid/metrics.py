@@ -14,11 +14,12 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from .files import write_atomic
+
+if TYPE_CHECKING:
+    import requests
 
 EVENT_FILE_MARK = "tfevents"
 DEFAULT_METRIC = "Environment/Cumulative Reward"
@@ -165,15 +166,18 @@ class TensorBoardSource:
     def __init__(self, url: str = "http://localhost:6006", timeout: float = 5.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        import requests  # here: the worker, which shows runs in HParams, needs no HTTP
+
         self.requests_made = 0
         self.multirun = True
         self.session = requests.Session()
+        self._failures = requests.RequestException
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         self.requests_made += 1
         try:
             return self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
-        except requests.RequestException as exc:
+        except self._failures as exc:
             raise MetricsUnavailable(f"{self.url}: {type(exc).__name__}") from None
 
     @staticmethod

@@ -38,6 +38,9 @@ RETRY = "the next worker retries the run (the file is kept as .unreadable)"
 DEFAULT_QUEUE_ROOT = Path("sweeps")
 # How long a probe or a claim waits for another probe of the same run (which takes microseconds).
 PROBE_WAIT = 5.0
+# A probe holds its lock for microseconds: wait for it in steps of that order, not filelock's
+# default 50 ms, which every claim that meets a probe would pay.
+PROBE_POLL = 0.001
 # How long grid-retry waits for an extension of the sweep (which takes a moment) to end.
 PLAN_LOCK_WAIT = 10.0
 RETRYABLE = (FAILED, STOPPED)
@@ -79,12 +82,13 @@ def _job_lock(path: Path, on_acquired: Callable[[int], None] | None = None) -> F
     )
 
 
-def try_lock(path: Path, timeout: float = -1) -> tuple[FileLock, int] | None:
-    """The lock and its descriptor, or None when another holds it (after `timeout` s)."""
+def try_lock(path: Path, timeout: float = -1, poll: float = 0.05) -> tuple[FileLock, int] | None:
+    """The lock and its descriptor, or None when another holds it (after `timeout` s,
+    retrying every `poll` s)."""
     fds: list[int] = []
     lock = _job_lock(path, fds.append)
     try:
-        lock.acquire(timeout=timeout, blocking=timeout != -1)
+        lock.acquire(timeout=timeout, blocking=timeout != -1, poll_interval=poll)
     except Timeout:
         return None
     return lock, fds[-1]
@@ -260,7 +264,7 @@ class Queue:
         that instant pass it over; so a probe first takes the run's probe lock, which a
         claimer that lost the race takes too before it tries again (see claims.py).
         """
-        probe = try_lock(self.paths.probe_file(run_id), timeout=PROBE_WAIT)
+        probe = try_lock(self.paths.probe_file(run_id), timeout=PROBE_WAIT, poll=PROBE_POLL)
         if probe is None:
             return True
         try:
@@ -432,7 +436,7 @@ class Queue:
         taken = try_lock(self.paths.lock_file(run_id))
         if taken is not None:
             return taken
-        probe = try_lock(self.paths.probe_file(run_id), timeout=PROBE_WAIT)
+        probe = try_lock(self.paths.probe_file(run_id), timeout=PROBE_WAIT, poll=PROBE_POLL)
         if probe is None:
             return None
         try:

@@ -173,6 +173,7 @@ class Worker:
         self.slot_lock: FileLock | None = None
         self.slurm = slurm_label()
         self.claimer = Claimer(queue, self.identity, options.max_attempts)
+        self._shown: set[str] = set()  # runs this worker has shown in the HParams dashboard
 
     # -- lifecycle --------------------------------------------------------------
     def run(self) -> int:
@@ -323,7 +324,6 @@ class Worker:
     def _attempt(self, claim: Claim) -> tuple[Outcome, str]:
         run_id = claim.job.run_id
         attempt = claim.state.attempts + 1
-        self._show_in_dashboard(claim)
         mode = resume_mode(self.queue, run_id)
         self.queue.write_config(claim.job)
         gpus = self.options.gpus
@@ -365,23 +365,28 @@ class Worker:
         resuming = ", resuming from its checkpoint" if mode == "--resume" else ""
         say(f"{run_id} started on port {self.port} (attempt {attempt}{resuming})")
         rung = claim.state.rung + 1 if self.queue.sweep.rung_plan is not None else None
-        outcome = self._supervise(handle, run_id, rung)
+        outcome = self._supervise(handle, claim, rung)
+        self._show_in_dashboard(claim)  # a run too short to be shown while it trained
         log.close()
         return outcome, _read_from(log_path, offset)
 
     def _show_in_dashboard(self, claim: Claim) -> None:
         """The run's session in TensorBoard's HParams tab, so a live sweep shows there.
 
-        Written before the --resume/--force decision: it creates the run's results folder,
-        which mlagents-learn then must be told to accept (--force keeps files it did not
-        write). A failure here is the dashboard's, never the run's.
+        Written once the trainer has made its results folder: made by us before, it would
+        change the --resume/--force decision, and made while mlagents-learn starts, it would
+        trip its "previous data" check. A failure here is the dashboard's, never the run's.
         """
+        run_id = claim.job.run_id
+        if run_id in self._shown or not self.queue.run_results(run_id).is_dir():
+            return
+        self._shown.add(run_id)
         from . import hparams
 
         try:
             hparams.write_session(self.queue, claim.job, RUNNING)
         except (OSError, GridError, ImportError) as exc:
-            say(f"{claim.job.run_id}: HParams dashboard not updated ({exc})")
+            say(f"{run_id}: HParams dashboard not updated ({exc})")
 
     def _start(
         self, claim: Claim, command: list[str], attempt: int, log: IO[bytes]
@@ -432,15 +437,17 @@ class Worker:
 
         return echo
 
-    def _supervise(self, handle: TrainerHandle, run_id: str, rung: int | None = None) -> Outcome:
+    def _supervise(self, handle: TrainerHandle, claim: Claim, rung: int | None = None) -> Outcome:
         """Wait for the trainer; on a kill file, a pause request for `rung` (the rung it trains
         towards) or a signal, have it stopped (one sequence)."""
+        run_id = claim.job.run_id
         reason: str | None = None
         asked = killed = paused = False
         while not handle.ended:
             self.wake.wait(PERIODIC_CHECK)
             if handle.ended:
                 break
+            self._show_in_dashboard(claim)
             if len(self.signals) >= 2 and not killed:
                 say(f"{run_id}: second interrupt, killing the trainer now")
                 self.launcher.kill(handle.pid, BY_WORKER)

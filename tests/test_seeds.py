@@ -396,3 +396,21 @@ def test_hparams_dashboard_lists_every_key_and_one_session_per_run(
         if expected == "done":
             assert found[("", "grid/score")] == pytest.approx(float(scores[run_id]))
             assert found[("3DBall", "Environment/Cumulative Reward")] == 3.0
+
+
+def test_a_training_run_shows_in_the_hparams_dashboard_while_it_trains(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    """The worker writes the session once the trainer made its results folder."""
+    sweep = new_sweep(tmp_path, runs=1, ticks=1000, options={"default": {"step_delay": 0.05}})
+    worker = sweep.start_worker()
+    folder = tmp_path / "results" / "grid-0"
+    # Generous: the worker looks every 5 s while it supervises a trainer.
+    sweep.wait_for(
+        lambda: folder.is_dir() and any(p.name.endswith(hparams.SUFFIX) for p in folder.iterdir()),
+        timeout=30,
+    )
+    assert sweep.statuses() == {"grid-0": "running"}
+    assert sweep.starts("grid-0")[0]["force"] is False  # the dashboard never made the folder
+    sweep.stop("grid-0")
+    assert worker.wait(timeout=30) == 0
