@@ -447,7 +447,6 @@ class Worker:
             self.wake.wait(PERIODIC_CHECK)
             if handle.ended:
                 break
-            self._show_in_dashboard(claim)
             if len(self.signals) >= 2 and not killed:
                 say(f"{run_id}: second interrupt, killing the trainer now")
                 self.launcher.kill(handle.pid, BY_WORKER)
@@ -463,6 +462,8 @@ class Worker:
                     say(f"{run_id}: pausing at rung {rung}, SIGINT sent; saving its model")
                     self.launcher.stop(handle.pid, BY_PAUSE)
                     asked = paused = True
+            if not asked:
+                self._show_in_dashboard(claim)  # after the stop checks: never delays a stop
         if handle.lost:
             self._stop_orphan(handle.pid, run_id)
         if paused and not self.signals:
