@@ -378,13 +378,16 @@ def test_real_four_points_one_rung(tmp_path: Path, sim_learn: Path) -> None:
         run_id = sweep.queue.sweep.run_ids[point]
         if point in first["promoted"]:
             assert statuses[run_id] == "done"
-            # Resumed from the checkpoint saved at the pause, never retrained from 0. The
-            # trainer saves its own step, which may trail the summary at the rung a little.
+            # Resumed from its checkpoint, never retrained from 0: the one saved at the pause
+            # (the trainer's own step, which may trail the rung's summary a little), or the
+            # one before it when mlagents-learn fails to export while it saves (a SIGINT that
+            # lands in torch's first import of onnx breaks that import; seen under load).
             log = sweep.log(run_id)
             resumed = re.findall(r"Resuming training from step (\d+)", log)
             before = log.split("Resuming training", 1)[0]
             saved = re.findall(r"Exported .*-(\d+)\.onnx", before)
-            assert resumed and saved and int(resumed[0]) == int(saved[-1]) > 1000, log
+            assert resumed and int(resumed[0]) > 1000, log
+            assert not saved or int(resumed[0]) == int(saved[-1]), log
         else:
             assert statuses[run_id] == "stopped"
 
