@@ -97,7 +97,7 @@ class Claimer:
         """Lock the next claimable run: interrupted ones first, then retries, then pending."""
         paths = self.queue.paths
         started = [r for r in self.queue.active_ids() if not paths.final_file(r).exists()]
-        states = {r: self._peek(r) for r in started}
+        states = {r: self.queue.recorded_state(r) for r in started}
         statuses = {r: None if s is None else s.status for r, s in states.items()}
         # Paused runs wait for their rung; once it is decided, whoever claims first carries
         # out the decision (promoted: trained now; not promoted: stopped).
@@ -141,12 +141,6 @@ class Claimer:
                 if claim is not None:
                     return claim
         return None
-
-    def _peek(self, run_id: str) -> JobState | None:
-        try:
-            return self.queue.read_state(run_id)
-        except GridError:
-            return None
 
     def settle(self, run_id: str) -> None:
         """Settle what a run nobody trains needs (a stop request: it is recorded stopped)."""

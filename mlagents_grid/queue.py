@@ -290,14 +290,7 @@ class Queue:
 
     def running(self) -> list[str]:
         """Runs whose trainer is alive right now (their lock is held)."""
-        final = set(self.final_ids())
-        return [
-            run_id
-            for run_id in self.active_ids()
-            if run_id not in final
-            and self.recorded_status(run_id) == RUNNING
-            and self.is_held(run_id)
-        ]
+        return [run_id for run_id in self.recorded_running() if self.is_held(run_id)]
 
     def recorded_running(self) -> list[str]:
         """Runs whose state says running, whether or not their worker lives (no probing)."""
@@ -308,11 +301,16 @@ class Queue:
             if run_id not in final and self.recorded_status(run_id) == RUNNING
         ]
 
-    def recorded_status(self, run_id: str) -> str | None:
+    def recorded_state(self, run_id: str) -> JobState | None:
+        """The recorded state, or None when its file cannot be read (see read_state)."""
         try:
-            return self.read_state(run_id).status
+            return self.read_state(run_id)
         except GridError:
             return None
+
+    def recorded_status(self, run_id: str) -> str | None:
+        state = self.recorded_state(run_id)
+        return None if state is None else state.status
 
     def all_final(self) -> bool:
         return len(set(self.final_ids())) >= len(self.sweep.run_ids)

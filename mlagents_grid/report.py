@@ -12,6 +12,7 @@ import csv
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,8 +135,9 @@ def _flat_values(job: Job) -> dict[str, Any]:
     }
 
 
-def _keys(points: list[PointResult]) -> list[str]:
-    return list(dict.fromkeys(k for p in points for k in _flat_values(p.job)))
+def _keys(jobs: Iterable[Job]) -> list[str]:
+    """Every swept key of these jobs, in the order they first appear."""
+    return list(dict.fromkeys(k for job in jobs for k in _flat_values(job)))
 
 
 def best_config_snippet(job: Job) -> str:
@@ -205,7 +207,7 @@ def point_records(points: list[PointResult]) -> list[dict[str, Any]]:
 
 def write_leaderboard(path: Path, points: list[PointResult]) -> None:
     """One row per grid point, best first."""
-    keys = _keys(points)
+    keys = _keys(p.job for p in points)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(
@@ -244,7 +246,7 @@ def write_leaderboard(path: Path, points: list[PointResult]) -> None:
 
 def write_runs(path: Path, results: list[RunResult], behaviors: list[str]) -> None:
     """One row per run, best run first: what each seed did."""
-    keys = list(dict.fromkeys(k for r in results for k in _flat_values(r.job)))
+    keys = _keys(r.job for r in results)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(
@@ -287,7 +289,7 @@ def _interval_text(point: PointResult) -> str:
 def write_markdown(
     path: Path, queue: Queue, points: list[PointResult], metric: str, last: int
 ) -> None:
-    keys = _keys(points)
+    keys = _keys(p.job for p in points)
     lines = [
         f"# Sweep report: {queue.sweep.prefix}",
         "",
