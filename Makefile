@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test lint demo bench clean mlagents test-windows
+.PHONY: test test-loaded lint demo bench clean mlagents test-windows
 
 $(BIN)/grid-plan: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,21 @@ lint: $(BIN)/grid-plan
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The tests_windows/ tier inside a real Windows CPython under Wine (installs wine with apt-get
-# if needed; the Windows Python is cached in ~/.cache/mlagents-grid-windows).
+# The same suite while two busy loops take both cores, as on a busy CI machine: the check to
+# run before trusting a green `make test`. The loops are ended by pid whatever the outcome;
+# the exit code is the suite's.
+test-loaded: lint
+	@yes > /dev/null & one=$$!; yes > /dev/null & two=$$!; \
+	trap 'kill $$one $$two 2>/dev/null' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	echo "busy loops: pids $$one $$two"; \
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The tests_windows/ tier inside real Windows CPythons under Wine, 3.10 then 3.11 (installs
+# wine with apt-get if needed; each Python is cached in ~/.cache/mlagents-grid-windows/<version>).
+# One version: make test-windows WINDOWS_PYTHONS=3.10
+WINDOWS_PYTHONS ?= 3.10 3.11
 test-windows:
-	bash scripts/test-windows.sh $(PYTEST_ARGS)
+	WINDOWS_PYTHONS="$(WINDOWS_PYTHONS)" bash scripts/test-windows.sh $(PYTEST_ARGS)
 
 # The real ML-Agents stack, in its own environment (.venv-mlagents, Python 3.11).
 mlagents:

@@ -15,10 +15,13 @@ import psutil
 from common import BIN, FAKE_TRAINER, Row, behavior, plan, start, trainer_env, write_curve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mlagents_grid.claims import Claimer
-from mlagents_grid.monitor import Monitor
-from mlagents_grid.queue import Queue
-from tests.board import Board
+from mlagents_grid.queue import transitions
+from mlagents_grid.queue.claims import Claimer
+from mlagents_grid.queue.folder import Queue
+from mlagents_grid.queue.ownership import Claims, Identity
+from mlagents_grid.results.metric_source import TensorBoardMetrics
+from mlagents_grid.results.monitor import Monitor
+from tests.support.board import Board
 
 IDLE_SECONDS = 60
 POLL_RUNS = 100
@@ -57,26 +60,27 @@ def hundred_run_poll(root: Path) -> tuple[float, int, float]:
     """One monitor pass over 100 running runs: TensorBoard (time, requests) and --logdir."""
     stop = '{tag: "Environment/Cumulative Reward", step: 1000000, min: 1}'
     queue = Queue(plan(root, behavior(10, stop), POLL_RUNS))
-    claimer = Claimer(queue, "bench", max_attempts=1)
+    claimer = Claimer(queue, Claims(Identity.this(), queue.sweep.lease))
     claims = [claimer.next() for _ in range(POLL_RUNS)]
     for claim in claims:
         assert claim is not None
-        queue.start_attempt(claim, attempts=1)
+        assert queue.ledger.write(claim.hold, transitions.started(claim.state, attempts=1))
         write_curve(root / "results" / claim.job.run_id / "3DBall", [5.0] * 10)
     board = Board(root / "results")
     board.start()
     try:
         monitor = Monitor(queue, tensorboard=board.url, interval=1)
+        assert isinstance(monitor.metrics, TensorBoardMetrics)
+        client = monitor.metrics.client
         deadline = time.monotonic() + 60
-        while len(monitor.tensorboard.session.get(f"{board.url}/data/runs").json()) < POLL_RUNS:  # type: ignore[union-attr]
+        while len(client.session.get(f"{board.url}/data/runs").json()) < POLL_RUNS:
             assert time.monotonic() < deadline, "TensorBoard did not load the runs"
             time.sleep(0.5)
-        assert monitor.tensorboard is not None
-        monitor.tensorboard.requests_made = 0
+        client.requests_made = 0
         began = time.perf_counter()
         monitor.check()
         http_seconds = time.perf_counter() - began
-        requests = monitor.tensorboard.requests_made
+        requests = client.requests_made
     finally:
         board.stop()
     files = Monitor(queue, logdir=root / "results")

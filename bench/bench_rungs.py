@@ -2,7 +2,7 @@
 
 27 grid points whose curves are known (noisy, some that learn fast and plateau low, some that
 start slow and end high, so curves cross), rungs at 1/9 and 1/3 of max_steps, keep 1/3. The
-selection is repeated on 20 generated sweeps (rungs.simulate); one of them also runs end to
+selection is repeated on 20 generated sweeps (`simulate`); one of them also runs end to
 end through real grid-worker processes (fake trainer) and grid-monitor, against the same
 sweep without rungs. `real_stack()` does a 3x3 sweep on the real ML-Agents stack.
 """
@@ -17,13 +17,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from common import BIN, FAKE_TRAINER, REWARD, ROOT, Row, ledger, start
 
 sys.path.insert(0, str(ROOT))
-from mlagents_grid.rungs import Rungs, simulate
+from mlagents_grid.plan.rungs import Rungs
+from mlagents_grid.results.metrics import Scalar
+from mlagents_grid.results.rung_ranking import decide_rung, window_score
 
 POINTS = 27
 MAX_STEPS = 90
@@ -59,6 +62,30 @@ def curves(seed: int, spread: float = 0.1) -> dict[int, list[float]]:
             for step in range(1, MAX_STEPS + 1)
         ]
     return found
+
+
+def simulate(
+    curves: Mapping[int, Sequence[float]], rungs: Rungs, max_steps: int
+) -> tuple[list[int], int]:
+    """Successive halving on known curves (`curves[point][s - 1]` is the value at step s),
+    deciding each rung as the monitor does. Returns the finalists (points promoted at the
+    last rung) and the steps trained in all."""
+    alive = sorted(curves)
+    trained = 0
+    reached = 0
+    for number, step in enumerate(rungs.steps, 1):
+        trained += (step - reached) * len(alive)
+        reached = step
+        scores = {
+            p: window_score(
+                [Scalar(s, v, 0.0) for s, v in enumerate(curves[p][:step], 1)], step, rungs.window
+            )
+            for p in alive
+        }
+        decision = decide_rung(number, step, rungs.keep, scores, {}, alive)
+        alive = decision.promoted
+    trained += (max_steps - reached) * len(alive)
+    return alive, trained
 
 
 def full_grid_best(found: dict[int, list[float]]) -> int:
@@ -137,7 +164,7 @@ def end_to_end(root: Path, rungs: bool, found: dict[int, list[float]]) -> dict[s
         elif entry.get("event") == "exit":
             trained += entry["step"] - starts.get(entry["run_id"], 0)
     done = [
-        int(path.stem.split("-")[-1])
+        int(json.loads(path.read_text())["run_id"].split("-")[-1])
         for path in (queue / "final").glob("*.json")
         if json.loads(path.read_text())["status"] == "done"
     ]

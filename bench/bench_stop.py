@@ -25,8 +25,8 @@ from common import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mlagents_grid.queue import Queue
-from tests.board import Board
+from mlagents_grid.queue.folder import Queue
+from tests.support.board import Board
 
 KILL_SAMPLES = 20
 CROSS_SAMPLES = 5

@@ -13,7 +13,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-FAKE_TRAINER = f"{sys.executable} {ROOT / 'tests' / 'fake_trainer.py'}"
+FAKE_TRAINER = f"{sys.executable} {ROOT / 'tests' / 'support' / 'fake_trainer.py'}"
 REWARD = "Environment/Cumulative Reward"
 
 

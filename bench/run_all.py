@@ -11,16 +11,20 @@ import bench_dispatch
 import bench_idle
 import bench_plan
 import bench_rungs
-import bench_status
+import bench_scale
 import bench_stop
+import bench_takeover
 from common import ROOT, Row
 
 SUITES = {
     "Planning (grid-plan, fresh process per size)": bench_plan.main,
     "Dispatch and claiming (trainer `true`, queue on tmpfs)": bench_dispatch.main,
+    "Claims on shared filesystems (simulated hosts, root)": bench_takeover.main,
     "Stopping (fake trainer, real TensorBoard)": bench_stop.main,
     "Idle cost, memory and monitor polls": bench_idle.main,
-    "Seeing the sweep (grid-status, grid-report)": bench_status.main,
+    "Seeing a 10,000-run sweep (grid-status, grid-report, the monitor; queue on tmpfs)": (
+        bench_scale.main
+    ),
     "Rungs: successive halving (fake trainer; 3x3 on the real stack)": lambda: (
         bench_rungs.main() + bench_rungs.real_stack()
     ),

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import difflib
-import json
 import os
 import shlex
 import sys
@@ -13,43 +11,39 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import planner
-from .claims import Claimer
 from .errors import GridError
-from .planner import (
+from .plan.document import load_document, plan_document
+from .plan.grid import Plan, config_info_line
+from .plan.seeds import with_seeds
+from .plan.sweep import (
+    DEFAULT_LEASE,
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_RUNS,
-    Plan,
+    MIN_LEASE,
     SweepRequest,
     check_results_clash,
-    config_info_line,
-    load_document,
-    plan_document,
+    checked_sweep,
     positive_int,
-    settle_sweep,
 )
-from .queue import DEFAULT_QUEUE_ROOT, Queue, resolve_queue, worker_identity
-from .seeds import with_seeds
-from .worker import (
-    DEFAULT_MAX_ATTEMPTS,
-    Worker,
-    WorkerOptions,
-    resume_mode,
-    trainer_argv,
-    trainer_command,
-    uses_runner,
-)
+from .queue.folder import DEFAULT_QUEUE_ROOT, Queue, resolve_queue
+from .queue.job import Event
+from .queue.ownership import Claims, Identity
 
 if TYPE_CHECKING:
-    from .extend import Extension
+    from .queue.extend import Extension
 
 
 def _run(prog: str, body: Callable[[], int]) -> int:
-    """Bad input gives one line and exit code 2, never a traceback."""
+    """Bad input gives one line and exit code 2; a queue that cannot be written (a full
+    disk), one line and exit code 1; never a traceback."""
     try:
         return body()
     except GridError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"{prog}: cannot write to the queue: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -62,6 +56,11 @@ def _polling_argument(parser: argparse.ArgumentParser, who: str) -> None:
         default=None,
         help=f"{who} poll folders instead of using inotify (chosen by itself on NFS and the like)",
     )
+
+
+def _claims(queue: Queue) -> Claims:
+    """This process's claims on `queue`, with the sweep's lease."""
+    return Claims(Identity.this(), queue.sweep.lease)
 
 
 def _queue_argument(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +105,19 @@ def _plan_parser() -> argparse.ArgumentParser:
         "(or 0) plus 0..K-1 (default: 1, the config's own seed; with --extend: the sweep's, "
         "and a larger K adds seeds to every grid point)",
     )
+    parser.add_argument(
+        "--lease",
+        type=float,
+        metavar="SECONDS",
+        help=f"how long a worker's claim on a run lasts without renewal: a crashed host's runs "
+        f"are taken over this long after its last renewal (default: {DEFAULT_LEASE:g})",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        metavar="N",
+        help=f"failures before a run is failed (default: {DEFAULT_MAX_ATTEMPTS})",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the runs, write nothing")
     parser.add_argument(
         "--force",
@@ -137,95 +149,67 @@ def plan(argv: Sequence[str] | None = None) -> int:
         base_port=args.base_port,
         force=args.force,
         max_runs=args.max_runs,
+        lease=_lease(args.lease),
+        max_attempts=positive_int(
+            DEFAULT_MAX_ATTEMPTS if args.max_attempts is None else args.max_attempts,
+            "--max-attempts",
+        ),
     )
-    sweep, notes = settle_sweep(document, the_plan, request, os.getcwd())
-    for note in notes:
-        print(f"grid-plan: {note}", file=sys.stderr)
+    sweep, notes = checked_sweep(document, the_plan, request, os.getcwd())
+    _print_notes(notes)
     if args.dry_run:
         for run in the_plan.runs():
             print(config_info_line(run))
         print(f"{the_plan.count} runs ({the_plan.describe_dimensions()}); dry run: nothing written")
         return 0
-    check_results_clash(sweep, _listdir(Path(sweep.results_dir)))
+    check_results_clash(sweep)
     queue = Queue(Path(args.queue) if args.queue else DEFAULT_QUEUE_ROOT / prefix)
     queue.create(the_plan, sweep)
-    queue.record("planned", runs=the_plan.count, source=sweep.source)
+    queue.record(Event.PLANNED, runs=the_plan.count, source=sweep.source)
     _print_plan_summary(queue, the_plan)
     return 0
 
 
+def _lease(given: float | None) -> float:
+    if given is None:
+        return DEFAULT_LEASE
+    if not MIN_LEASE <= given < float("inf"):
+        raise GridError(
+            f"--lease {given:g}: give the seconds a claim lasts without renewal, at least "
+            f"{MIN_LEASE:g} (default {DEFAULT_LEASE:g}; see README: Running on a cluster)"
+        )
+    return given
+
+
 def _extend(args: argparse.Namespace, trainer_args: list[str]) -> int:
     """grid-plan --extend: grow the sweep in --queue (default sweeps/PREFIX) in place."""
-    from . import extend
+    from .queue import extend
 
     config_path = Path(args.config)
-    document = load_document(config_path)
-    queue = Queue(
-        Path(args.queue)
-        if args.queue
-        else DEFAULT_QUEUE_ROOT / (args.run_id if args.run_id is not None else config_path.stem)
-    )
-    sweep = queue.sweep
-    if args.run_id is not None and args.run_id != sweep.prefix:
-        raise GridError(
-            f"--run-id {args.run_id}: the sweep's run ids start with {sweep.prefix}; drop "
-            "--run-id (--extend keeps the sweep's prefix)"
-        )
-    if args.force and not sweep.force:
-        raise GridError(
-            "--force: the sweep was planned without it and --extend cannot change that; drop it"
-        )
-    seeds = sweep.seeds if args.seeds is None else positive_int(args.seeds, "--seeds")
-    if seeds < sweep.seeds:
-        raise GridError(
-            f"--seeds {seeds}: the sweep trains {sweep.seeds} seeds per grid point and --extend "
-            f"never removes runs; give --seeds {sweep.seeds} or more, or leave it out"
-        )
-    the_plan = with_seeds(plan_document(document, str(config_path), sweep.prefix), seeds)
-    request = SweepRequest(
+    prefix = args.run_id if args.run_id is not None else config_path.stem
+    queue = Queue(Path(args.queue) if args.queue else DEFAULT_QUEUE_ROOT / prefix)
+    request = extend.ExtendRequest(
         config=config_path,
-        trainer_args=trainer_args or list(sweep.trainer_args),
-        results_dir=args.results_dir or sweep.results_dir,
-        base_port=args.base_port or sweep.base_port,
-        force=sweep.force,
+        trainer_args=trainer_args,
+        run_id=args.run_id,
+        results_dir=args.results_dir,
+        base_port=args.base_port,
         max_runs=args.max_runs,
+        seeds=args.seeds,
+        lease=args.lease,
+        max_attempts=args.max_attempts,
+        force=args.force,
     )
-    settled, notes = settle_sweep(document, the_plan, request, sweep.cwd)
-    for label, old, new in (
-        ("--results-dir", sweep.results_dir, settled.results_dir),
-        ("--base-port", sweep.base_port, settled.base_port),
-        ("--num-envs", sweep.num_envs, settled.num_envs),
-    ):
-        if old != new:
-            raise GridError(
-                f"--extend: {label} changed from {old} to {new}; drop it ({planner.EXTEND_RULE})"
-            )
-    given_args = trainer_args or None
+    replanned = extend.replan(queue, request)
     if args.dry_run:
-        extension = extend.prepare(queue, the_plan, given_args, settled.source)
-        _print_notes(notes)
+        extension = extend.preview(queue, replanned, print)
+        _print_notes(replanned.notes)
         for run in extension.runs:
             print(config_info_line(run))
         _print_extension(queue, extension, dry_run=True)
         return 0
-    lock = queue.plan_lock()
-    if lock is None:
-        raise GridError(
-            f"--extend: {queue.paths.plan_lock} is held: another grid-plan --extend or "
-            "grid-retry is changing this sweep; try again once it has ended"
-        )
-    try:
-        queue.recover_extension()
-        extension = extend.prepare(queue, the_plan, given_args, settled.source)
-        check_results_clash(
-            dataclasses.replace(extension.sweep, run_ids=[r.run_id for r in extension.runs]),
-            _listdir(Path(sweep.results_dir)),
-        )
-        if not extension.empty:
-            extend.publish(queue, extension)
-    finally:
-        lock.release()
-    _print_notes(notes)
+    extension = extend.grow(queue, _claims(queue), replanned, print)
+    _print_notes(replanned.notes)
     _print_extension(queue, extension, dry_run=False)
     return 0
 
@@ -242,11 +226,12 @@ def _print_extension(queue: Queue, extension: Extension, dry_run: bool) -> None:
     if len(runs) == 1:
         span = f" ({runs[0].run_id})"
     total = len(extension.sweep.run_ids)
+    if extension.empty:
+        done = "; dry run: nothing written" if dry_run else ""
+        print(f"Nothing to add to {q}: the config plans no new run and no change{done}")
+        return
     if dry_run:
         print(f"Would add {len(runs)} run{'s' if len(runs) != 1 else ''}{span} to {q}")
-    elif extension.empty:
-        print(f"Nothing to add to {q}: the config plans no new run and no change")
-        return
     else:
         print(f"Extended {q}: {len(runs)} new run{'s' if len(runs) != 1 else ''}{span}")
     for line in extension.describe():
@@ -258,13 +243,6 @@ def _print_extension(queue: Queue, extension: Extension, dry_run: bool) -> None:
         print("dry run: nothing written")
     elif runs:
         print(f"Workers started with --wait pick them up; else: grid-worker --queue {q}")
-
-
-def _listdir(folder: Path) -> list[str]:
-    try:
-        return os.listdir(folder)
-    except OSError:
-        return []
 
 
 def _print_plan_summary(queue: Queue, the_plan: Plan) -> None:
@@ -296,13 +274,19 @@ def plan_main() -> None:
 
 # -- grid-status ------------------------------------------------------------------------
 def status_command(argv: Sequence[str] | None = None) -> int:
-    from .metrics import DEFAULT_METRIC
+    from .results.metrics import DEFAULT_METRIC
 
-    parser = argparse.ArgumentParser(prog="grid-status", description="Show every run's state.")
+    parser = argparse.ArgumentParser(
+        prog="grid-status",
+        description="Show what the sweep's runs are doing: the runs that matter, in a view "
+        "that fits the terminal.",
+    )
     _queue_argument(parser)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
-        "--watch", action="store_true", help="redraw the table every 2 s until every run is final"
+        "--json", action="store_true", help="print every run as JSON instead of a view"
+    )
+    parser.add_argument(
+        "--watch", action="store_true", help="redraw the view every 2 s until every run is final"
     )
     parser.add_argument(
         "--metric",
@@ -310,30 +294,82 @@ def status_command(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_METRIC,
         help=f"scalar shown per run (default: {DEFAULT_METRIC})",
     )
+    parser.add_argument("--all", action="store_true", help="show every run, in run order")
+    parser.add_argument(
+        "--status",
+        metavar="S[,S...]",
+        help="only runs of these statuses (pending, running, paused, interrupted, done, "
+        "stopped, failed, unreadable)",
+    )
+    parser.add_argument("--top", metavar="K", help="the K runs with the best scores")
     args = parser.parse_args(argv)
     from rich.console import Console
 
-    from . import status
+    from .output import strict_json
+    from .results import status
 
+    statuses = _statuses(args.status)
+    top = None if args.top is None else positive_int(args.top, "--top")
     queue = resolve_queue(args.queue)
-    if args.watch:
-        status.watch(queue, Console(), args.metric)
-        return 0
-    report = status.collect(queue, args.metric)
     if args.json:
-        print(json.dumps(report, indent=1))
+        report = status.collect(queue, args.metric)
+        if statuses or top is not None:
+            entries = [
+                status.Entry(r["run_id"], r["status"], r["ended"], r["score"])
+                for r in report["runs"]
+            ]
+            chosen = status.select(entries, 0, statuses, top, every=True)
+            order = [run_id for section in chosen.sections for run_id in section.run_ids]
+            by_id = {r["run_id"]: r for r in report["runs"]}
+            report["runs"] = [by_id[run_id] for run_id in order]
+        print(strict_json(report))
+        return 0
+    # A pipe or a file gets wide lines rather than 80 folded columns.
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    options = status.ViewOptions(statuses, top, args.all)
+    if args.watch:
+        status.watch(queue, console, args.metric, options)
     else:
-        # A pipe or a file gets the whole table rather than 80 folded columns.
-        status.print_table(report, Console(width=None if sys.stdout.isatty() else 200))
+        status.print_view(queue, console, args.metric, options)
     return 0
+
+
+def _statuses(given: str | None) -> list[str]:
+    from .queue.job import STATUSES
+    from .results.status import UNREADABLE
+
+    if given is None:
+        return []
+    known = (*STATUSES, UNREADABLE)
+    wanted = [s.strip() for s in given.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in known]
+    if unknown or not wanted:
+        raise GridError(
+            f"--status {given!r}: {'unknown status ' + repr(unknown[0]) if unknown else 'empty'}"
+            f"; give one or more of {', '.join(known)}, separated by commas"
+        )
+    return wanted
 
 
 def status_main() -> None:
     sys.exit(_run("grid-status", status_command))
 
 
+def _check_known(queue: Queue, run_ids: list[str]) -> None:
+    """Refuse the first run id the sweep does not have, naming the closest ones."""
+    known = queue.sweep.run_ids
+    unknown = [r for r in run_ids if r not in set(known)]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=3, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else f"run ids are {known[0]} ..."
+        raise GridError(f"{queue.root}: no run {unknown[0]!r} in this sweep ({hint})")
+
+
 # -- grid-stop --------------------------------------------------------------------------
 def stop_command(argv: Sequence[str] | None = None) -> int:
+    # Imported here, as in the other commands: grid-status need not load the worker's modules.
+    from .queue.claims import Claimer
+
     parser = argparse.ArgumentParser(
         prog="grid-stop", description="Stop runs by hand: drops their kill files."
     )
@@ -349,18 +385,15 @@ def stop_command(argv: Sequence[str] | None = None) -> int:
     else:
         if not args.run_ids:
             raise GridError("give the run ids to stop, or --all")
-        unknown = [r for r in args.run_ids if r not in set(known)]
-        if unknown:
-            raise GridError(
-                f"{queue.root}: no run {unknown[0]!r} in this sweep; see grid-status for run ids"
-            )
+        _check_known(queue, args.run_ids)
         targets = args.run_ids
-    by = f"grid-stop {worker_identity()}"
-    claimer = Claimer(queue, by, max_attempts=DEFAULT_MAX_ATTEMPTS)
+    claims = _claims(queue)
+    by = f"grid-stop {claims.identity.by}"
+    claimer = Claimer(queue, claims)
     for run_id in targets:
         if queue.request_stop(run_id, args.reason, by):
             print(f"{run_id}: stop requested ({args.reason})")
-            claimer.settle(run_id)
+            claimer.carry_out_waiting(run_id)
         else:
             print(f"{run_id}: a stop was already requested")
     return 0
@@ -372,6 +405,8 @@ def stop_main() -> None:
 
 # -- grid-show --------------------------------------------------------------------------
 def show_command(argv: Sequence[str] | None = None) -> int:
+    from .run.worker import resume_mode, trainer_argv, trainer_command
+
     parser = argparse.ArgumentParser(
         prog="grid-show",
         description="Print a run's trainer config as mlagents-learn will get it, or the "
@@ -387,11 +422,7 @@ def show_command(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trainer", metavar="CMD", help="as for grid-worker")
     args = parser.parse_args(argv)
     queue = resolve_queue(args.queue)
-    run_ids = queue.sweep.run_ids
-    if args.run_id not in set(run_ids):
-        close = difflib.get_close_matches(args.run_id, run_ids, n=3, cutoff=0.5)
-        hint = f"closest: {', '.join(close)}" if close else f"run ids are {run_ids[0]} ..."
-        raise GridError(f"{queue.root}: no run {args.run_id!r} in this sweep ({hint})")
+    _check_known(queue, [args.run_id])
     job = queue.job(args.run_id)
     if not args.command:
         print(queue.render_config(job), end="")
@@ -412,7 +443,8 @@ def show_main() -> None:
 
 # -- grid-retry -------------------------------------------------------------------------
 def retry_command(argv: Sequence[str] | None = None) -> int:
-    from .job import FAILED, STOPPED
+    from .queue import retry
+    from .queue.job import FAILED, STOPPED
 
     parser = argparse.ArgumentParser(
         prog="grid-retry",
@@ -431,23 +463,22 @@ def retry_command(argv: Sequence[str] | None = None) -> int:
             "give the run ids to retry, or --failed / --stopped to retry every failed / stopped run"
         )
     queue = resolve_queue(args.queue)
-    known = queue.sweep.run_ids
-    unknown = [r for r in args.run_ids if r not in set(known)]
-    if unknown:
-        raise GridError(
-            f"{queue.root}: no run {unknown[0]!r} in this sweep; see grid-status for run ids"
-        )
+    _check_known(queue, args.run_ids)
     wanted = {FAILED} if args.failed else set()
     wanted |= {STOPPED} if args.stopped else set()
-    final = set(queue.final_ids())
-    targets = list(dict.fromkeys(args.run_ids))
-    for run_id in known:
-        if run_id in final and run_id not in targets and queue.recorded_status(run_id) in wanted:
-            targets.append(run_id)
+    targets = retry.choose(queue, args.run_ids, wanted)
     if not targets:
         print(f"no {' or '.join(sorted(wanted))} run to retry in {queue.root}")
         return 0
-    for state in queue.retry_runs(targets, args.reason, f"grid-retry {worker_identity()}"):
+    if retry.all_retryable(queue, targets):
+        from .results.outlook import retry_notes
+
+        lines, warnings = retry_notes(queue, targets)
+        for line in warnings:
+            print(f"grid-retry: {line}", file=sys.stderr)
+        for line in lines:
+            print(line)
+    for state in retry.retry_runs(queue, _claims(queue), targets, args.reason):
         print(f"{state.run_id}: retried (was {state.previous}; retry {state.retries})")
     q = shlex.quote(str(queue.root))
     print(f"Workers started with --wait pick them up; else: grid-worker --queue {q}")
@@ -460,6 +491,8 @@ def retry_main() -> None:
 
 # -- grid-worker ------------------------------------------------------------------------
 def worker_command(argv: Sequence[str] | None = None) -> int:
+    from .run.worker import Worker, WorkerOptions, trainer_command, uses_runner
+
     parser = argparse.ArgumentParser(
         prog="grid-worker",
         description="Claim runs from the queue one at a time and train them. Start one per "
@@ -479,9 +512,8 @@ def worker_command(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-attempts",
         type=int,
-        default=DEFAULT_MAX_ATTEMPTS,
         metavar="N",
-        help="failures before a run is failed",
+        help="set when planning (grid-plan --max-attempts); accepted here when it agrees",
     )
     parser.add_argument(
         "--grace",
@@ -501,19 +533,23 @@ def worker_command(argv: Sequence[str] | None = None) -> int:
     )
     _polling_argument(parser, "the worker should")
     args = parser.parse_args(argv)
-    if args.max_attempts < 1:
-        raise GridError(f"--max-attempts: must be at least 1, got {args.max_attempts}")
     if args.grace < 0:
         raise GridError(f"--grace: must be 0 or more seconds, got {args.grace:g}")
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
     if args.gpus is not None and not all(g.isdigit() for g in gpus):
         raise GridError(f"--gpus {args.gpus!r}: give GPU indices separated by commas, e.g. 0,1")
     queue = resolve_queue(args.queue)
-    queue.sweep  # noqa: B018 - fail on a missing sweep before anything starts
+    sweep = queue.sweep  # fails on a missing sweep before anything starts
+    if args.max_attempts is not None and args.max_attempts != sweep.max_attempts:
+        # Every worker must decide a run's failures alike: the sweep holds the one value.
+        raise GridError(
+            f"--max-attempts {args.max_attempts}: this sweep allows {sweep.max_attempts} "
+            "attempts, for every worker alike; drop the flag (grid-plan --max-attempts N "
+            "sets it when planning)"
+        )
     options = WorkerOptions(
         trainer=trainer_command(args.trainer),
         wait=args.wait,
-        max_attempts=args.max_attempts,
         grace=args.grace,
         gpus=gpus,
         console=args.console,
@@ -529,7 +565,7 @@ def worker_main() -> None:
 
 # -- grid-monitor -----------------------------------------------------------------------
 def monitor_command(argv: Sequence[str] | None = None) -> int:
-    from .monitor import DEFAULT_INTERVAL, DEFAULT_TENSORBOARD, Monitor
+    from .results.monitor import DEFAULT_INTERVAL, DEFAULT_TENSORBOARD, Monitor
 
     parser = argparse.ArgumentParser(
         prog="grid-monitor",
@@ -588,8 +624,12 @@ def monitor_main() -> None:
 
 # -- grid-report ------------------------------------------------------------------------
 def report_command(argv: Sequence[str] | None = None) -> int:
-    from . import report
-    from .metrics import DEFAULT_METRIC
+    from .output import strict_json
+    from .results.metrics import DEFAULT_METRIC
+    from .results.report.files import write_hparams, write_report
+    from .results.report.points import collect
+    from .results.report.tables import point_records, summary_lines
+    from .results.scores import DEFAULT_LAST, TAIL, ScoreBook
 
     parser = argparse.ArgumentParser(
         prog="grid-report",
@@ -603,9 +643,10 @@ def report_command(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--last",
         type=int,
-        default=report.DEFAULT_LAST,
+        default=DEFAULT_LAST,
         metavar="K",
-        help=f"a run's score is the mean of its last K points (default: {report.DEFAULT_LAST})",
+        help=f"a run's score is the mean of its last K points (default: {DEFAULT_LAST}; above "
+        f"{TAIL}, final runs' event files are read again)",
     )
     parser.add_argument("--out", metavar="DIR", help="output folder (default: <queue>/report)")
     parser.add_argument(
@@ -617,24 +658,27 @@ def report_command(argv: Sequence[str] | None = None) -> int:
     if args.last < 1:
         raise GridError(f"--last: must be at least 1, got {args.last}")
     queue = resolve_queue(args.queue)
+    book = ScoreBook(queue, args.metric, args.last)
+    results = collect(queue, book)  # bad input fails here, before anything is written
     out = Path(args.out) if args.out else queue.root / "report"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GridError(f"--out {out}: cannot create it ({exc.strerror})") from None
-    paths = report.write_report(queue, out, args.metric, args.last)
+    paths = write_report(queue, results, out, args.metric, args.last)
     try:
-        report.write_hparams(queue, paths.results, args.metric)
+        write_hparams(queue, paths.results, book)
     except OSError as exc:
         print(
             f"grid-report: warning: HParams dashboard not updated: {exc}; check that the "
             "results folder is writable",
             file=sys.stderr,
         )
+    book.save()
     if args.json:
-        print(json.dumps(report.point_records(paths.points), indent=1))
+        print(strict_json(point_records(paths.points)))
         return 0
-    for line in report.summary_lines(paths.points, args.metric, args.last):
+    for line in summary_lines(paths.points, args.metric, args.last):
         print(line)
     print(f"\n  {paths.markdown}\n  {paths.csv}\n  {paths.runs}\n  {paths.plot}")
     return 0
@@ -646,7 +690,7 @@ def report_main() -> None:
 
 # -- grid-submit ------------------------------------------------------------------------
 def submit_command(argv: Sequence[str] | None = None) -> int:
-    from . import slurm
+    from .run import slurm
 
     args_list = list(sys.argv[1:] if argv is None else argv)
     split = args_list.index("--") if "--" in args_list else len(args_list)

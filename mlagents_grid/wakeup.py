@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import signal
 import socket
 
 
@@ -23,6 +24,14 @@ class Wakeup:
         """Wake the waiter; from any thread or signal handler, any number of times."""
         with contextlib.suppress(BlockingIOError, InterruptedError, OSError):
             self._write.send(b"\0")
+
+    def wake_on_signals(self) -> None:
+        """Be set by every signal Python catches, before its handler runs (main thread only).
+
+        Python's C-level handler writes a byte to the socket: a `wait` in the main thread
+        ends at once, where Winsock's select() would not be interrupted by the signal.
+        """
+        signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Sleep until `set` was called (since the last wait) or `timeout` passed."""

@@ -25,6 +25,9 @@ BIN = Path(sys.executable).parent
 MLAGENTS_BIN = ROOT / ".venv-mlagents" / "bin"
 # Trainer arguments every run gets; grid-plan checks them with mlagents-learn's own parser.
 TRAINER_ARGS = ["--torch-device=cpu"]
+# Each grid point trains this many times, with seeds 0, 1, ...: enough for the report's
+# intervals and its verdict on which differences hold.
+SEEDS = 2
 
 
 def free_port(preferred: int) -> int:
@@ -54,7 +57,8 @@ def main() -> int:
     out.mkdir(parents=True)
     queue, results = out / "queue", out / "results"
     print(
-        f"$ .venv-mlagents/bin/grid-plan examples/demo.yaml {' '.join(TRAINER_ARGS)}\n"
+        f"$ .venv-mlagents/bin/grid-plan examples/demo.yaml --seeds {SEEDS} "
+        f"{' '.join(TRAINER_ARGS)}\n"
         "  (mlagents is importable there: ML-Agents' own settings classes check every swept "
         "value and mlagents-learn's parser checks the trainer arguments)",
         flush=True,
@@ -71,6 +75,8 @@ def main() -> int:
             "demo",
             "--base-port",
             str(free_port(5105)),
+            "--seeds",
+            str(SEEDS),
             *TRAINER_ARGS,
         ],
         check=False,

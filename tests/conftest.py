@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import random
+import socket
 import subprocess
 import sys
 import textwrap
@@ -17,8 +19,20 @@ import pytest
 
 from mlagents_grid import cli
 
+from .support.bounds import REAP_S
+
+UNIT_TESTS = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """tests/unit/ holds the in-process tests: `pytest -m unit` runs them in seconds."""
+    for item in items:
+        if UNIT_TESTS in Path(item.path).parents:
+            item.add_marker(pytest.mark.unit)
+
+
 ROOT = Path(__file__).resolve().parent.parent
-FAKE_TRAINER = Path(__file__).resolve().parent / "fake_trainer.py"
+FAKE_TRAINER = Path(__file__).resolve().parent / "support" / "fake_trainer.py"
 BIN = Path(sys.executable).parent
 # The real ML-Agents stack (scripts/setup-mlagents.sh) and the tools installed in it.
 MLAGENTS_BIN = ROOT / ".venv-mlagents" / "bin"
@@ -109,6 +123,22 @@ def tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
+def free_base_port(count: int) -> int:
+    """A base port with `count` ports free from it, below the ephemeral range, for fake
+    trainers that bind theirs for real: other suites on this machine bind the default 5005."""
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(20000, 32000 - count)
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
+    raise AssertionError(f"no {count} free ports in a row between 20000 and 32000")
+
+
 def fake_trainer_command() -> str:
     return f"{sys.executable} {FAKE_TRAINER}"
 
@@ -124,13 +154,13 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, 9)
-                proc.wait(timeout=10)
+                proc.wait(timeout=REAP_S)
 
 
 @pytest.fixture
 def new_sweep() -> Iterator[Callable[..., Any]]:
-    """Make sweeps (tests/sweep.py) whose processes are all killed by pid at the end."""
-    from .sweep import Sweep
+    """Make sweeps (tests/support/sweep.py) whose processes are all killed by pid at the end."""
+    from .support.sweep import Sweep
 
     made: list[Sweep] = []
 
@@ -157,3 +187,22 @@ def sim_learn() -> Path:
         last = (setup.stderr.strip().splitlines() or ["no output"])[-1]
         pytest.skip(f"the ML-Agents stack could not be installed here: {last}")
     return SIM_LEARN
+
+
+def as_host(name: str, command: list[str]) -> list[str]:
+    """`command` on a simulated host: a UTS namespace with hostname `name` (root only)."""
+    return ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name, *command]
+
+
+@pytest.fixture
+def namespaces() -> None:
+    """Skip, saying why, where simulated hosts (`as_host`) cannot be made."""
+    try:
+        probe = subprocess.run(
+            as_host("grid-probe", ["hostname"]), capture_output=True, text=True, timeout=10
+        )
+    except FileNotFoundError:
+        pytest.skip("unshare is not installed (util-linux)")
+    if probe.returncode != 0 or probe.stdout.strip() != "grid-probe":
+        why = (probe.stderr.strip().splitlines() or ["no message"])[-1]
+        pytest.skip(f"cannot make a UTS namespace here, which needs root ({why})")

@@ -6,42 +6,29 @@ skip with the reason where the namespace cannot be made.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from mlagents_grid import cli
-from mlagents_grid.watch import filesystem_type, is_shared
+from mlagents_grid.queue.mounts import filesystem_type, is_shared
 
-from .conftest import fake_trainer_command, run_cli, write
+from .conftest import as_host, fake_trainer_command, run_cli, write
+from .support.bounds import EXIT_S, SWEEP_S
 
 HOSTS = ("grid-alpha", "grid-beta")
+# A stop seen by --polling: the 1 s poll and the trainer's save, well under the worker's 5 s
+# periodic re-check (1 s at most in `make test-loaded` runs).
+POLLED_STOP_S = 3.0
 
 
-def as_host(name: str, command: list[str]) -> list[str]:
-    return ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name, *command]
-
-
-@pytest.fixture
-def namespaces() -> None:
-    try:
-        probe = subprocess.run(
-            as_host("grid-probe", ["hostname"]), capture_output=True, text=True, timeout=10
-        )
-    except FileNotFoundError:
-        pytest.skip("unshare is not installed (util-linux)")
-    if probe.returncode != 0 or probe.stdout.strip() != "grid-probe":
-        why = (probe.stderr.strip().splitlines() or ["no message"])[-1]
-        pytest.skip(f"cannot make a UTS namespace here, which needs root ({why})")
-
-
-def test_two_hosts_share_one_queue(namespaces: None, new_sweep, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("namespaces")
+def test_two_hosts_share_one_queue(new_sweep, tmp_path: Path) -> None:
     sweep = new_sweep(tmp_path, runs=6, ticks=20, options={"default": {"step_delay": 0.05}})
     command = sweep.command("grid-worker", "--trainer", fake_trainer_command())
     workers = [sweep.start(as_host(host, command)) for host in HOSTS]
-    assert [w.wait(timeout=60) for w in workers] == [0, 0]
+    assert [w.wait(timeout=SWEEP_S) for w in workers] == [0, 0]
     assert set(sweep.statuses().values()) == {"done"}
     for run_id in sweep.statuses():
         assert len(sweep.starts(run_id)) == 1, run_id
@@ -50,7 +37,7 @@ def test_two_hosts_share_one_queue(namespaces: None, new_sweep, tmp_path: Path) 
     assert started == {(host, 0) for host in HOSTS}
     assert {start["port"] for start in sweep.starts()} == {5005}
     assert {p.name for p in (sweep.queue_dir / "slots").iterdir()} == {
-        f"{host}.0.lock" for host in HOSTS
+        f"{host}.0" for host in HOSTS
     }
     ran_on = {row["worker"].split(":")[0] for row in sweep.report()["runs"]}
     assert ran_on == set(HOSTS)
@@ -92,9 +79,8 @@ def test_polling_workers_drain_the_queue_and_see_kill_files(new_sweep, tmp_path:
         sweep.wait_for_training(run_id)
         asked = time.time()
         sweep.stop(run_id)
-        exit_ = sweep.wait_for(lambda run_id=run_id: sweep.exits(run_id), timeout=15)[0]
-        # The poll interval is 1 s; the periodic re-check alone would take up to 5 s.
-        assert exit_["time"] - asked < 3.0, run_id
-    assert worker.wait(timeout=60) == 0
+        exit_ = sweep.wait_for(lambda run_id=run_id: sweep.exits(run_id))[0]
+        assert exit_["time"] - asked < POLLED_STOP_S, run_id
+    assert worker.wait(timeout=EXIT_S) == 0
     assert sweep.statuses() == {f"grid-{i}": "stopped" for i in range(3)}
     assert "by polling every 1s" in sweep.output(worker)

@@ -15,14 +15,19 @@ from typing import Any
 import pytest
 import yaml
 
-from mlagents_grid import cli, hparams
+from mlagents_grid import cli
 from mlagents_grid.errors import GridError
-from mlagents_grid.planner import compare_plans, extension_runs, plan_document
-from mlagents_grid.queue import Queue
-from mlagents_grid.seeds import with_seeds
+from mlagents_grid.plan.diff import compare_plans, extension_runs
+from mlagents_grid.plan.document import plan_document
+from mlagents_grid.plan.seeds import sweep_seeds, with_seeds
+from mlagents_grid.queue.folder import Queue
+from mlagents_grid.queue.ownership import Claims, Identity
+from mlagents_grid.results import hparams
+from mlagents_grid.run.worker import IDLE_RECHECK
 
 from .conftest import SEED_3DBALL, SEED_CONFIG_INFO, run_cli, write
-from .sweep import Sweep
+from .support.bounds import EXIT_S, SWEEP_S
+from .support.sweep import Sweep
 
 TWO_BY_TWO = "engine_settings:\n  time_scale:\n    opt_values: [1, 2]\n"
 STOP = '{tag: "Environment/Cumulative Reward", step: 2, min: 50}'
@@ -183,6 +188,66 @@ def test_extend_3x3_to_4x3_appends_runs_and_leaves_the_old_ones_byte_identical(
     assert snapshot(queue_dir) == after
 
 
+NESTED_DEFAULT = """\
+default_settings:
+  hyperparameters:
+    learning_rate: {opt_values: [0.001, 0.002]}
+    beta: 0.01
+"""
+
+
+def test_extend_a_nested_default_sweep_into_behaviors_without_that_block(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    """default_settings sweeps hyperparameters.learning_rate and the behavior has no
+    `hyperparameters:` of its own (issue 22, item 4): the unchanged config adds nothing, a
+    new value and a new swept default are added, and the fake trainer trains them."""
+    sweep = new_sweep(tmp_path, runs=1, ticks=2, extra=NESTED_DEFAULT)
+    assert sweep.queue.sweep.run_ids == ["grid-0", "grid-1"]
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    config = tmp_path / "grid.yaml"
+    before = snapshot(sweep.queue_dir)
+    for args in (["--dry-run"], []):
+        same = extend_cli(sweep.queue_dir, config, *args)
+        assert same.code == 0, same.err
+        assert same.out.startswith("Nothing to add to "), same.out
+    assert snapshot(sweep.queue_dir) == before
+    text = config.read_text()
+    write(
+        config,
+        text.replace("[0.001, 0.002]", "[0.001, 0.002, 0.003]").replace(
+            "beta: 0.01", "beta: {opt_values: [0.01, 0.02]}"
+        ),
+    )
+    dry = extend_cli(sweep.queue_dir, config, "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "Would add 4 runs (grid-2 ... grid-5)" in dry.out
+    assert snapshot(sweep.queue_dir) == before
+    grown = extend_cli(sweep.queue_dir, config)
+    assert grown.code == 0, grown.err
+    assert "3DBall.learning_rate + 0.003" in grown.out
+    assert "new swept key: 3DBall.beta (existing runs keep 0.01)" in grown.out
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert sorted(e["run_id"] for e in sweep.starts()) == [f"grid-{i}" for i in range(6)]
+    trained = {
+        run_id: yaml.safe_load(sweep.queue.paths.config_file(run_id).read_text())
+        for run_id in sweep.queue.sweep.run_ids
+    }
+    hyper = {
+        run_id: (c["behaviors"]["3DBall"]["hyperparameters"], c["default_settings"])
+        for run_id, c in trained.items()
+    }
+    assert hyper["grid-0"] == ({"learning_rate": 0.001}, {"hyperparameters": {"beta": 0.01}})
+    assert hyper["grid-2"] == (
+        {"learning_rate": 0.001, "beta": 0.02},
+        {"hyperparameters": {"beta": 0.01}},
+    )
+    assert hyper["grid-5"][0] == {"learning_rate": 0.003, "beta": 0.02}
+    assert_consistent(sweep.queue)
+
+
 @pytest.mark.parametrize(
     ("args", "text", "message"),
     [
@@ -250,7 +315,7 @@ def test_a_new_swept_key_and_opt_stop_rewrite_the_job_files_of_runs_not_final(
     assert info[2] == "grid-2 - engine_settings - time_scale: 3 - environment_parameters - index: 0"
     assert_consistent(queue)
     worker = sweep.start_worker()
-    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     configs = {
         r: yaml.safe_load(queue.paths.config_file(r).read_text()) for r in ("grid-0", "grid-3")
     }
@@ -272,7 +337,7 @@ def test_two_extends_at_once_one_wins_and_the_other_is_refused(
         procs = [
             sweep.start(sweep.command("grid-plan", str(config), "--extend")) for config in configs
         ]
-        codes = [proc.wait(timeout=60) for proc in procs]
+        codes = [proc.wait(timeout=EXIT_S) for proc in procs]
         assert sorted(codes) == [0, 2], [sweep.output(p) for p in procs]
         winner = codes.index(0)
         loser = procs[1 - winner]
@@ -303,17 +368,31 @@ def assert_consistent(queue: Queue) -> None:
 def test_extend_2x2_to_3x2_while_two_waiting_workers_run(
     new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
+    # grid-3 trains until the test has extended the sweep: one worker busy, the other idle.
+    gate = tmp_path / "extended"
     sweep = new_sweep(
         tmp_path,
         runs=2,
         ticks=10,
         extra=TWO_BY_TWO,
-        options={"default": {"step_delay": 0.02}, "runs": {"grid-3": {"step_delay": 0.4}}},
+        options={
+            "default": {"step_delay": 0.02},
+            "runs": {"grid-3": {"gate_at": {"5": str(gate)}}},
+        },
     )
     workers = [sweep.start_worker("--wait") for _ in range(2)]
     queue = sweep.queue
-    sweep.wait_for(lambda: all(queue.paths.final_file(f"grid-{i}").exists() for i in range(3)))
-    assert not queue.paths.final_file("grid-3").exists()
+    ended = ("grid-0", "grid-1", "grid-2")
+    # Final, and done with: a run's worker keeps its score and final HParams session just
+    # after its final state, and those files are part of what the extension must not touch.
+    sweep.wait_for(
+        lambda: (
+            set(ended) <= set(queue.final_ids())
+            and all(queue.paths.score_file(r).exists() for r in ended)
+        )
+    )
+    sweep.wait_for_training("grid-3")
+    assert "grid-3" not in queue.final_ids()
     before = snapshot(sweep.queue_dir)
     results_before = snapshot(tmp_path / "results")
     text = (tmp_path / "grid.yaml").read_text()
@@ -323,15 +402,18 @@ def test_extend_2x2_to_3x2_while_two_waiting_workers_run(
     assert result.code == 0, result.err
     assert "2 new runs (grid-4 ... grid-5)" in result.out
     # The idle worker is woken by the new sweep.json, not by its 30 s recheck.
-    sweep.wait_for(lambda: sweep.starts("grid-4"), timeout=10)
-    assert sweep.starts("grid-4")[0]["time"] - extended_at < 5
+    sweep.wait_for(lambda: sweep.starts("grid-4"))
+    assert sweep.starts("grid-4")[0]["time"] - extended_at < IDLE_RECHECK / 3
+    gate.touch()
     for worker in workers:
-        assert worker.wait(timeout=60) == 0, sweep.output(worker)
+        assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     assert set(sweep.statuses().values()) == {"done"}
     assert sorted(e["run_id"] for e in sweep.starts()) == [f"grid-{i}" for i in range(6)]
     after = snapshot(sweep.queue_dir)
+    refs = queue.snapshot()
     for run_id in ("grid-0", "grid-1", "grid-2"):
-        for name in (f"jobs/{run_id}.json", f"final/{run_id}.json", f"logs/{run_id}.log"):
+        final = str(queue.state_path(refs[run_id]).relative_to(sweep.queue_dir))
+        for name in (f"jobs/{run_id}.json", final, f"logs/{run_id}.log"):
             assert after[name] == before[name], name
     assert after["jobs/grid-3.json"] == before["jobs/grid-3.json"]
     results_after = snapshot(tmp_path / "results")
@@ -360,19 +442,20 @@ def test_retry_of_a_failed_run_starts_its_failures_over_and_resumes_from_its_che
         options={
             "default": {"crash": 3, "crash_after": 3, "crash_times": 1, "checkpoint_every": 1}
         },
+        plan_args=("--max-attempts", "1"),
     )
-    worker = sweep.start_worker("--max-attempts", "1")
-    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     assert sweep.statuses() == {"grid-0": "failed"}
     result = retry(sweep, "--failed", "--reason", "fixed the crash")
     assert result.code == 0, result.err
     assert "grid-0: retried (was failed (exit code 3); retry 1)" in result.out
-    state = sweep.queue.read_state("grid-0")
+    state = sweep.queue.state_of("grid-0")
     assert (state.status, state.failures, state.retries) == ("pending", 0, 1)
     event = sweep.events("retried")[0]
     assert event["reason"] == "fixed the crash" and event["previous"] == "failed"
-    again = sweep.start_worker("--max-attempts", "1")
-    assert again.wait(timeout=60) == 0, sweep.output(again)
+    again = sweep.start_worker()
+    assert again.wait(timeout=SWEEP_S) == 0, sweep.output(again)
     starts = sweep.starts("grid-0")
     assert len(starts) == 2
     assert starts[1]["resume"] is True and starts[1]["start_step"] == 2
@@ -405,9 +488,9 @@ def test_retry_of_a_stopped_run_removes_its_kill_file_and_resumes_it(
         assert refused.code == 2, refused
         assert len(refused.err.strip().splitlines()) == 1 and message in refused.err
     assert snapshot(sweep.queue_dir).keys() == before.keys()
-    assert sweep.queue.read_state("grid-0").status == "running"
+    assert sweep.queue.state_of("grid-0").status == "running"
     sweep.stop("grid-0", "grid-1", reason="too slow")
-    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     assert sweep.statuses() == {"grid-0": "stopped", "grid-1": "stopped"}
     saved = json.loads((tmp_path / "results" / "grid-0" / "3DBall" / "checkpoint.pt").read_text())[
         "step"
@@ -419,7 +502,7 @@ def test_retry_of_a_stopped_run_removes_its_kill_file_and_resumes_it(
     assert sweep.queue.paths.kill_file("grid-1").exists()
     assert sweep.statuses() == {"grid-0": "pending", "grid-1": "stopped"}
     again = sweep.start_worker()
-    assert again.wait(timeout=60) == 0, sweep.output(again)
+    assert again.wait(timeout=SWEEP_S) == 0, sweep.output(again)
     starts = sweep.starts("grid-0")
     assert len(starts) == 2 and starts[1]["resume"] is True
     assert starts[1]["start_step"] == saved
@@ -445,35 +528,84 @@ def test_a_retried_stopped_run_is_checked_against_its_opt_stop_again(
     for round_ in range(2):
         worker = sweep.start_worker()
         monitor = sweep.start(sweep.command("grid-monitor", "--logdir", logdir))
-        assert worker.wait(timeout=60) == 0, sweep.output(worker)
-        assert monitor.wait(timeout=60) == 0, sweep.output(monitor)
+        assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
+        assert monitor.wait(timeout=EXIT_S) == 0, sweep.output(monitor)
         assert sweep.statuses() == {"grid-0": "stopped"}
         if round_ == 0:
             assert retry(sweep, "--stopped").code == 0
-    starts = sweep.starts("grid-0")
-    assert len(starts) == 2 and starts[1]["resume"] is True
+    # The worker's events, not the trainer's own record: the monitor may stop the resumed
+    # trainer (its old points already meet the condition) before it has written anything.
+    started = sweep.events("started")
+    assert len(started) == 2 and started[1]["mode"] == "--resume"
     assert len(sweep.events("stopped")) == 2
-    assert sweep.queue.read_state("grid-0").retries == 1
+    assert sweep.queue.state_of("grid-0").retries == 1
+
+
+def test_retrying_a_run_opt_stop_stopped_warns_and_a_relaxed_opt_stop_lets_it_train(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    """Issue 22, item 10: the retry warns that the condition still holds and says how to
+    relax it; after --extend with a relaxed opt_stop, the retried run takes it and trains
+    to the end under a monitor that ran all along."""
+    sweep = new_sweep(
+        tmp_path,
+        runs=1,
+        ticks=60,
+        stops={"3DBall": STOP},
+        options={"default": {"step_delay": 0.05, "curve": {"*": [1]}}},
+    )
+    logdir = str(tmp_path / "results")
+    monitor = sweep.start(sweep.command("grid-monitor", "--logdir", logdir, "--forever"))
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert sweep.statuses() == {"grid-0": "stopped"}
+    warned = retry(sweep, "grid-0")
+    assert warned.code == 0, warned.err
+    lines = warned.err.strip().splitlines()
+    assert len(lines) == 1, warned.err
+    assert lines[0].startswith("grid-retry: warning: grid-0 still meets its opt_stop (")
+    assert f"grid-plan {tmp_path / 'grid.yaml'} --extend first" in lines[0]
+    worker = sweep.start_worker()  # a --wait worker would have left with every run final
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert sweep.statuses() == {"grid-0": "stopped"}
+    assert len(sweep.events("stopped")) == 2  # stopped again at once, as it warned
+    config = tmp_path / "grid.yaml"
+    write(config, config.read_text().replace("min: 50", "min: 0.5"))
+    relaxed = extend_cli(sweep.queue_dir, config)
+    assert relaxed.code == 0, relaxed.err
+    assert sweep.queue.job("grid-0").conditions[0].min == 50  # final: keeps its own
+    again = retry(sweep, "grid-0")
+    assert again.code == 0 and again.err == "", again.err
+    assert sweep.queue.job("grid-0").conditions[0].min == 0.5  # retried: the sweep's
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=90) == 0, sweep.output(worker)
+    assert sweep.statuses() == {"grid-0": "done"}
+    assert len(sweep.events("stopped")) == 2
+    monitor.send_signal(signal.SIGINT)
+    monitor.wait(timeout=30)
 
 
 @pytest.mark.parametrize("point", ["before", "after"])
-def test_a_retry_killed_at_its_write_leaves_the_run_final_and_can_be_redone(
+def test_a_retry_killed_at_its_write_leaves_the_run_final_or_retried(
     new_sweep: Callable[..., Sweep], tmp_path: Path, point: str
 ) -> None:
     sweep = new_sweep(tmp_path, runs=1, ticks=2)
     sweep.stop("grid-0")
     assert sweep.statuses() == {"grid-0": "stopped"}
     victim = sweep.start(
-        [sys.executable, "-m", "tests.faulty", point, "1", "grid-retry"]
+        [sys.executable, "-m", "tests.support.faulty", point, "1", "grid-retry"]
         + ["--queue", str(sweep.queue_dir), "grid-0"]
     )
-    assert victim.wait(timeout=60) == -signal.SIGKILL, sweep.output(victim)
-    assert sweep.statuses() == {"grid-0": "stopped"}
-    assert retry(sweep, "grid-0").code == 0
+    assert victim.wait(timeout=EXIT_S) == -signal.SIGKILL, sweep.output(victim)
+    if point == "before":  # killed before its one state write: the run is as it was
+        assert sweep.statuses() == {"grid-0": "stopped"}
+        assert retry(sweep, "grid-0").code == 0
+    # Killed after it: the retry took effect, its kill file gone first.
     assert sweep.statuses() == {"grid-0": "pending"}
-    assert sweep.queue.read_state("grid-0").retries == 1
+    assert not sweep.queue.paths.kill_file("grid-0").exists()
+    assert sweep.queue.state_of("grid-0").retries == 1
     worker = sweep.start_worker()
-    assert worker.wait(timeout=60) == 0
+    assert worker.wait(timeout=SWEEP_S) == 0
     assert sweep.statuses() == {"grid-0": "done"}
 
 
@@ -495,10 +627,10 @@ def test_an_extend_killed_at_every_write_leaves_the_old_sweep_or_the_new_one(
             old_ids = [f"grid-{i}" for i in range(4)]
             new_ids = [f"grid-{i}" for i in range(6)]
             victim = sweep.start(
-                [sys.executable, "-m", "tests.faulty", point, str(n), "grid-plan"]
+                [sys.executable, "-m", "tests.support.faulty", point, str(n), "grid-plan"]
                 + [str(config), "--extend", "--queue", str(sweep.queue_dir)]
             )
-            code = victim.wait(timeout=60)
+            code = victim.wait(timeout=EXIT_S)
             queue = Queue(sweep.queue_dir)
             if code == 0:
                 assert queue.sweep.run_ids == new_ids
@@ -510,7 +642,7 @@ def test_an_extend_killed_at_every_write_leaves_the_old_sweep_or_the_new_one(
             for run_id in queue.sweep.run_ids:
                 queue.job(run_id)
             # What a worker does first: finish a committed extension or drop a staged one.
-            queue.settle_extension()
+            queue.finish_left_extension(Claims(Identity.this(), queue.sweep.lease))
             assert queue.sweep.run_ids in (old_ids, new_ids)
             assert_consistent(queue)
             # A following --extend completes it, and the workers train every run once.
@@ -522,7 +654,7 @@ def test_an_extend_killed_at_every_write_leaves_the_old_sweep_or_the_new_one(
             n += 1
         if point == "after":
             worker = sweep.start_worker()
-            assert worker.wait(timeout=60) == 0, sweep.output(worker)
+            assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
             assert sorted(e["run_id"] for e in sweep.starts()) == sorted(new_ids)
     assert checked >= 8
 
@@ -535,16 +667,59 @@ def test_a_worker_finishes_an_extension_its_writer_left_committed(
     config = write(tmp_path / "grown.yaml", text.replace("[1, 2]", "[1, 2, 3]"))
     # Killed right after the manifest (its first rename): committed, nothing applied yet.
     victim = sweep.start(
-        [sys.executable, "-m", "tests.faulty", "after", "1", "grid-plan"]
+        [sys.executable, "-m", "tests.support.faulty", "after", "1", "grid-plan"]
         + [str(config), "--extend", "--queue", str(sweep.queue_dir)]
     )
-    assert victim.wait(timeout=60) == -signal.SIGKILL
+    assert victim.wait(timeout=EXIT_S) == -signal.SIGKILL
     assert sweep.queue.sweep.run_ids == [f"grid-{i}" for i in range(4)]
     worker = sweep.start_worker()
-    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     assert sorted(e["run_id"] for e in sweep.starts()) == [f"grid-{i}" for i in range(6)]
     assert_consistent(sweep.queue)
     assert len(sweep.events("extended")) == 2
+
+
+def test_an_extension_killed_past_its_commit_is_not_offered_again_and_finished_visibly(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    """Issue 22, item 12: the committed runs are not offered again, and the roll forward is
+    said in one line before the comparison."""
+    sweep = new_sweep(tmp_path, runs=2, ticks=2, extra=TWO_BY_TWO)
+    text = (tmp_path / "grid.yaml").read_text()
+    grown = write(tmp_path / "grown.yaml", text.replace("[1, 2]", "[1, 2, 3]"))
+    more = write(tmp_path / "more.yaml", text.replace("[1, 2]", "[1, 2, 3, 4]"))
+    victim = sweep.start(
+        [sys.executable, "-m", "tests.support.faulty", "after", "1", "grid-plan"]
+        + [str(grown), "--extend", "--queue", str(sweep.queue_dir)]
+    )
+    assert victim.wait(timeout=60) == -signal.SIGKILL
+    assert sweep.queue.sweep.run_ids == [f"grid-{i}" for i in range(4)]  # committed only
+    before = snapshot(sweep.queue_dir)
+    half = "(generation 1: 2 new runs (grid-4 ... grid-5))"
+    same = extend_cli(sweep.queue_dir, grown, "--dry-run")
+    assert same.code == 0, same.err
+    assert same.out.splitlines() == [
+        f"An earlier --extend was cut short after its commit {half}; the next --extend, "
+        "grid-retry or worker finishes it; compared with it applied",
+        f"Nothing to add to {sweep.queue_dir}: the config plans no new run and no change; "
+        "dry run: nothing written",
+    ]
+    bigger = extend_cli(sweep.queue_dir, more, "--dry-run")
+    assert bigger.code == 0, bigger.err
+    assert "Would add 2 runs (grid-6 ... grid-7)" in bigger.out
+    assert "grid-4 -" not in bigger.out and "grid-6 -" in bigger.out
+    assert snapshot(sweep.queue_dir) == before  # a dry run writes nothing, not even that
+    done = extend_cli(sweep.queue_dir, more)
+    assert done.code == 0, done.err
+    lines = done.out.splitlines()
+    assert lines[0] == f"Finished an earlier --extend cut short after its commit {half}"
+    assert lines[1] == f"Extended {sweep.queue_dir}: 2 new runs (grid-6 ... grid-7)"
+    assert sweep.queue.sweep.run_ids == [f"grid-{i}" for i in range(8)]
+    assert sweep.queue.sweep.generation == 2
+    assert_consistent(sweep.queue)
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert sorted(e["run_id"] for e in sweep.starts()) == sorted(f"grid-{i}" for i in range(8))
 
 
 def test_a_new_opt_stop_reaches_the_running_monitor_and_stops_a_running_run(
@@ -561,15 +736,15 @@ def test_a_new_opt_stop_reaches_the_running_monitor_and_stops_a_running_run(
         sweep.command("grid-monitor", "--logdir", str(tmp_path / "results"), "--interval", "1")
     )
     sweep.wait_for_training("grid-0")
-    time.sleep(0.5)  # the monitor has read the job (no conditions) by now
-    assert sweep.queue.read_state("grid-0").status == "running"
+    sweep.wait_for(lambda: "monitor watching" in sweep.output(monitor))  # it read the job
+    assert sweep.queue.state_of("grid-0").status == "running"
     text = (tmp_path / "grid.yaml").read_text()
     grown = text.replace("summary_freq: 1\n", f"summary_freq: 1\n    opt_stop: {STOP}\n")
     result = extend_cli(sweep.queue_dir, write(tmp_path / "grown.yaml", grown))
     assert result.code == 0, result.err
     assert "job files rewritten: 1" in result.out
-    assert worker.wait(timeout=60) == 0, sweep.output(worker)
-    assert monitor.wait(timeout=60) == 0, sweep.output(monitor)
+    assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
+    assert monitor.wait(timeout=EXIT_S) == 0, sweep.output(monitor)
     assert sweep.statuses() == {"grid-0": "stopped"}
     assert "Environment/Cumulative Reward: 1 < 50" in sweep.report()["runs"][0]["stop_reason"]
 
@@ -697,14 +872,14 @@ def test_extended_points_and_added_seeds_are_ranked_and_shown(
     }
     sweep = new_sweep(tmp_path, runs=2, ticks=2, options={"default": {}, "runs": runs})
     worker = sweep.start_worker()
-    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     text = (tmp_path / "grid.yaml").read_text()
     grown = write(tmp_path / "grown.yaml", text.replace("[0, 1]", "[0, 1, 2]"))
     result = extend_cli(sweep.queue_dir, grown, "--seeds", "3")
     assert result.code == 0, result.err
     assert "7 new runs (grid-0-s1 ... grid-2-s2)" in result.out
     worker = sweep.start_worker()
-    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     assert set(sweep.statuses().values()) == {"done"} and len(sweep.statuses()) == 9
     assert len(sweep.starts("grid-0")) == 1  # the existing runs did not train again
     out = tmp_path / "report"
@@ -724,7 +899,8 @@ def test_extended_points_and_added_seeds_are_ranked_and_shown(
     assert [(r["point"], r["seeds"]) for r in rows] == [("1", "3"), ("2", "3"), ("0", "3")]
     # HParams: every run has its session, with its seed in the experiment's domain.
     queue = sweep.queue
-    assert hparams.sweep_seeds(queue) == [-1, 0, 1, 2]  # grid-0, grid-1: the random seed
+    # grid-0 and grid-1 train with the random seed (-1).
+    assert sweep_seeds(queue.sweep, queue.template) == [-1, 0, 1, 2]
     for run_id in queue.sweep.run_ids:
         folder = tmp_path / "results" / run_id
         assert any(p.name.endswith(hparams.SUFFIX) for p in folder.iterdir()), run_id

@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlagents_grid.__main__ import TOOLS, entry_point
+from mlagents_grid.__main__ import tools
+
+from .support.bounds import EXIT_S
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -15,13 +17,40 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=EXIT_S,
     )
 
 
-def test_every_tool_has_its_console_script_function() -> None:
-    for tool in TOOLS:
-        assert callable(entry_point(tool))
+def console_scripts() -> set[str]:
+    """The console scripts pyproject.toml declares, as pip installed them."""
+    from importlib.metadata import distribution
+
+    points = distribution("mlagents-grid").entry_points
+    return {point.name for point in points if point.group == "console_scripts"}
+
+
+def listed_tools(cwd: Path) -> list[str]:
+    """The tools `python -m mlagents_grid` names when given none."""
+    done = _run(cwd=cwd)
+    assert done.returncode == 2 and "one of: " in done.stderr, done.stderr
+    return done.stderr.strip().split("one of: ", 1)[1].split(", ")
+
+
+def test_python_m_knows_every_console_script_and_nothing_else(tmp_path: Path) -> None:
+    scripts = console_scripts()
+    assert {"grid-show", "grid-retry", "grid-worker"} <= scripts
+    listed = listed_tools(tmp_path)
+    assert sorted(listed) == listed
+    assert set(listed) == scripts  # every script is a tool, and every tool a script
+    for tool, point in tools().items():
+        assert callable(point.load()), tool
+
+
+def test_every_tool_runs_through_python_m(tmp_path: Path) -> None:
+    for tool in listed_tools(tmp_path):
+        done = _run(tool, "--help", cwd=tmp_path)
+        said = done.stdout + done.stderr
+        assert said.startswith((f"usage: {tool} ", f"{tool}: ")), said
 
 
 def test_unknown_tool_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -30,7 +59,7 @@ def test_unknown_tool_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert done.returncode == 2
         assert done.stdout == ""
         lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and all(tool in lines[0] for tool in TOOLS), done.stderr
+        assert len(lines) == 1 and all(tool in lines[0] for tool in tools()), done.stderr
 
 
 def test_grid_plan_through_python_m(tmp_path: Path) -> None:

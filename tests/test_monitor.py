@@ -14,13 +14,14 @@ from typing import ClassVar
 
 import pytest
 
-from mlagents_grid.conditions import StopCondition
-from mlagents_grid.job import Job
-from mlagents_grid.metrics import MetricsUnavailable, TensorBoardSource
-from mlagents_grid.monitor import Monitor, judge
+from mlagents_grid.plan.conditions import StopCondition
+from mlagents_grid.queue.job import Job
+from mlagents_grid.results.metrics import MetricsUnavailable, TensorBoardClient
+from mlagents_grid.results.monitor import Monitor, conditions_met
 
-from .board import Board
-from .sweep import Sweep
+from .support.board import Board
+from .support.bounds import ANSWER_S, EXIT_S, SWEEP_S
+from .support.sweep import Sweep
 
 LOW = '{tag: "Environment/Cumulative Reward", step: 3, min: 50}'
 
@@ -81,8 +82,8 @@ def test_runs_below_min_or_above_max_are_stopped_and_others_finish(
     workers = [sweep.start_worker() for _ in range(3)]
     monitor = start_monitor(sweep, mode, board)
     for worker in workers:
-        assert worker.wait(timeout=90) == 0, sweep.output(worker)
-    assert monitor.wait(timeout=30) == 0, sweep.output(monitor)
+        assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
+    assert monitor.wait(timeout=EXIT_S) == 0, sweep.output(monitor)
     report = {run["run_id"]: run for run in sweep.report()["runs"]}
     assert report["grid-0"]["status"] == "stopped"
     assert re.fullmatch(
@@ -113,8 +114,8 @@ def test_a_run_below_the_condition_step_is_not_stopped(
     )
     worker = sweep.start_worker()
     monitor = start_monitor(sweep, mode, board)
-    assert worker.wait(timeout=60) == 0
-    assert monitor.wait(timeout=30) == 0
+    assert worker.wait(timeout=SWEEP_S) == 0
+    assert monitor.wait(timeout=EXIT_S) == 0
     assert sweep.statuses() == {"grid-0": "done"}
     assert not sweep.events("stop-requested")
 
@@ -142,15 +143,15 @@ def test_two_behaviors_stop_when_one_condition_holds_and_defaults_apply_to_each(
     )
     worker = sweep.start_worker()
     monitor = start_monitor(sweep, mode, board)
-    sweep.wait_for(lambda: sweep.starts("grid-1"), timeout=60)
-    sweep.wait_for(lambda: sweep.statuses()["grid-1"] == "stopped", timeout=30)
+    sweep.wait_for(lambda: sweep.starts("grid-1"))
+    sweep.wait_for(lambda: sweep.statuses()["grid-1"] == "stopped")
     assert sweep.statuses()["grid-0"] in ("done", "running")
     run = sweep.report()["runs"][1]
     assert re.fullmatch(
         r"Striker: Environment/Cumulative Reward: -3 < 0 \[step: \d+\]", run["stop_reason"]
     )
-    assert worker.wait(timeout=60) == 0
-    assert monitor.wait(timeout=30) == 0
+    assert worker.wait(timeout=SWEEP_S) == 0
+    assert monitor.wait(timeout=EXIT_S) == 0
 
 
 def test_tensorboard_down_stops_nothing_and_the_monitor_recovers(
@@ -175,9 +176,9 @@ def test_tensorboard_down_stops_nothing_and_the_monitor_recovers(
     time.sleep(3)
     assert sweep.statuses() == {"grid-0": "running"}
     board.start()
-    sweep.wait_for(lambda: sweep.statuses()["grid-0"] == "stopped", timeout=60)
-    assert worker.wait(timeout=30) == 0
-    assert monitor.wait(timeout=30) == 0
+    sweep.wait_for(lambda: sweep.statuses()["grid-0"] == "stopped")
+    assert worker.wait(timeout=EXIT_S) == 0
+    assert monitor.wait(timeout=EXIT_S) == 0
     output = sweep.output(monitor)
     assert output.count("metrics unavailable") == 1
     assert "metrics available again" in output
@@ -220,7 +221,7 @@ def garbage_server() -> Iterator[tuple[str, type[GarbageHandler]]]:
 
 def test_garbage_answers_never_stop_a_run_nor_crash(garbage_server) -> None:
     url, handler = garbage_server
-    source = TensorBoardSource(url, timeout=2)
+    source = TensorBoardClient(url, timeout=ANSWER_S)
     runs = ["r-0/B", "r-1/B"]
     handler.answers = [(200, b"{not json")]
     with pytest.raises(MetricsUnavailable):
@@ -245,7 +246,7 @@ def test_garbage_answers_never_stop_a_run_nor_crash(garbage_server) -> None:
     assert not source.multirun
     conditions = (StopCondition("B", "T", 0, 50.0),)
     job = Job("r-0", 0, {}, (), conditions)
-    assert judge([job], {("r-0/B", "T"): None}, False) == []
+    assert conditions_met([job], {("r-0/B", "T"): None}, False) == []
 
 
 def test_monitor_keeps_polling_through_garbage(
@@ -267,7 +268,30 @@ def test_monitor_keeps_polling_through_garbage(
     for _ in range(6):
         assert monitor.check() == []
     handler.answers = [(200, b'{"grid-0/3DBall": [[0, 10, 1.0]]}')]
-    verdicts = monitor.check()
-    assert [v.reason for v in verdicts] == ["Environment/Cumulative Reward: 1 < 50 [step: 10]"]
-    assert worker.wait(timeout=30) == 0
+    met = monitor.check()
+    assert [m.reason for m in met] == ["Environment/Cumulative Reward: 1 < 50 [step: 10]"]
+    assert worker.wait(timeout=EXIT_S) == 0
     assert sweep.statuses() == {"grid-0": "stopped"}
+
+
+def test_the_monitor_reads_a_job_again_once_grid_retry_rewrote_its_opt_stop(
+    made: list[Sweep | Board], tmp_path: Path
+) -> None:
+    """A retried run takes the sweep's opt_stop (its job file is replaced): a monitor that
+    read the job before, while the run was final, must not keep the old conditions."""
+    import dataclasses
+
+    from mlagents_grid.queue.files import write_atomic
+
+    sweep = Sweep(tmp_path, runs=1, stops={"3DBall": LOW})
+    made.append(sweep)
+    monitor = Monitor(sweep.queue, logdir=tmp_path / "results")
+    assert monitor._job("grid-0", current=True).conditions[0].min == 50
+    job = sweep.queue.job("grid-0")
+    relaxed = (dataclasses.replace(job.conditions[0], min=0.5),)
+    write_atomic(
+        sweep.queue.paths.job_file("grid-0"),
+        dataclasses.replace(job, conditions=relaxed).to_json(),
+    )
+    assert monitor._job("grid-0").conditions[0].min == 50  # the cheap read: kept
+    assert monitor._job("grid-0", current=True).conditions == relaxed

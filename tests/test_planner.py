@@ -1,47 +1,17 @@
-"""grid-plan: the seed's semantics, value types, the queue it writes, and bad input."""
+"""grid-plan end to end: the queue it writes, what it prints, and bad input."""
 
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mlagents_grid import cli
-from mlagents_grid.planner import build_config, config_info_line, plan_document
-from mlagents_grid.queue import Queue
+from mlagents_grid.queue.folder import Queue
 
 from .conftest import SEED_3DBALL, SEED_CONFIG_INFO, run_cli, tree, write
-
-GOALIE_STRIKER = """\
-default_settings:
-  trainer_type: poca
-  hyperparameters:
-    batch_size: 2048
-    beta:
-      opt_values: [0.001, 0.002, 0.003]
-    epsilon:
-      opt_values: [0.1, 0.2, 0.3]
-  opt_stop:
-    tag: Environment/Cumulative Reward
-    step: 1000
-    min: -0.5
-behaviors:
-  Goalie:
-    trainer_type: poca
-    hyperparameters:
-      learning_rate: 0.0003
-  Striker:
-    trainer_type: poca
-    hyperparameters:
-      learning_rate: 0.0003
-"""
-
-
-def plan_of(text: str, prefix: str = "run"):
-    return plan_document(yaml.safe_load(textwrap.dedent(text)), "config.yaml", prefix)
 
 
 def test_seed_3dball_gives_nine_runs_and_its_config_info(workdir: Path) -> None:
@@ -52,106 +22,6 @@ def test_seed_3dball_gives_nine_runs_and_its_config_info(workdir: Path) -> None:
     assert queue.paths.config_info.read_text() == SEED_CONFIG_INFO
     assert "Planned 9 runs" in result.out
     assert "grid-worker --queue sweeps/3DBall" in result.out
-
-
-def test_seed_goalie_striker_gives_81_runs_with_defaults_per_behavior() -> None:
-    plan = plan_of(GOALIE_STRIKER)
-    assert plan.count == 81
-    assert [(d.owner, d.name) for d in plan.dimensions] == [
-        ("Goalie", "beta"),
-        ("Goalie", "epsilon"),
-        ("Striker", "beta"),
-        ("Striker", "epsilon"),
-    ]
-    runs = list(plan.runs())
-    assert config_info_line(runs[10]) == (
-        "run-10 - Goalie - beta: 0.001 - epsilon: 0.2 - Striker - beta: 0.001 - epsilon: 0.2"
-    )
-    config = build_config(plan.template, runs[80].assignments)
-    # Swept keys leave default_settings; the other defaults stay for unlisted behaviors.
-    assert config["default_settings"]["hyperparameters"] == {"batch_size": 2048}
-    assert "opt_stop" not in config["default_settings"]
-    assert config["behaviors"]["Striker"]["hyperparameters"] == {
-        "learning_rate": 0.0003,
-        "beta": 0.003,
-        "epsilon": 0.3,
-    }
-    # The default condition applies to each behavior on its own.
-    assert sorted(c.behavior for c in plan.conditions) == ["Goalie", "Striker"]
-
-
-def test_a_behaviors_own_value_wins_over_a_swept_default() -> None:
-    plan = plan_of(GOALIE_STRIKER.replace("      learning_rate: 0.0003\n", "      beta: 0.5\n", 1))
-    assert plan.count == 27
-    assert [(d.owner, d.name) for d in plan.dimensions][:1] == [("Goalie", "epsilon")]
-    config = build_config(plan.template, next(plan.runs()).assignments)
-    assert config["behaviors"]["Goalie"]["hyperparameters"]["beta"] == 0.5
-
-
-def test_values_of_every_yaml_type_and_the_first_dimension_varies_slowest() -> None:
-    plan = plan_of(
-        """\
-        behaviors:
-          B:
-            trainer_type:
-              opt_values: [ppo, sac]
-            network_settings:
-              normalize: {opt_values: [true, false]}
-              memory:
-                opt_values: [null, {sequence_length: 64, memory_size: 128}]
-            hyperparameters:
-              layers: {opt_values: [[64, 64], [128]]}
-        """
-    )
-    assert plan.count == 16
-    lines = [config_info_line(run) for run in plan.runs()]
-    assert lines[0] == (
-        "run-0 - B - trainer_type: ppo - normalize: true - memory: null - layers: [64, 64]"
-    )
-    assert lines[15] == (
-        "run-15 - B - trainer_type: sac - normalize: false - "
-        "memory: {memory_size: 128, sequence_length: 64} - layers: [128]"
-    )
-    last = build_config(plan.template, list(plan.runs())[15].assignments)
-    assert last["behaviors"]["B"]["network_settings"]["memory"] == {
-        "sequence_length": 64,
-        "memory_size": 128,
-    }
-    assert last["behaviors"]["B"]["hyperparameters"]["layers"] == [128]
-
-
-def test_sweep_inside_environment_parameters_is_named_by_its_section() -> None:
-    plan = plan_of(
-        """\
-behaviors:
-  Walker: {trainer_type: ppo}
-environment_parameters:
-  target_speed:
-    opt_values: [1.0, 5.0]
-  wall_height:
-    curriculum:
-      - name: Lesson0
-        value: {opt_values: [1, 2]}
-"""
-    )
-    lines = [config_info_line(run) for run in plan.runs()]
-    assert lines[3] == "run-3 - environment_parameters - target_speed: 5.0 - value: 2"
-    config = build_config(plan.template, list(plan.runs())[3].assignments)
-    assert config["environment_parameters"]["wall_height"]["curriculum"][0]["value"] == 2
-    assert config["environment_parameters"]["target_speed"] == 5.0
-
-
-def test_keys_are_named_by_the_shortest_unique_dotted_path() -> None:
-    plan = plan_of(
-        """\
-behaviors:
-  B:
-    reward_signals:
-      extrinsic: {gamma: {opt_values: [0.9, 0.99]}}
-      curiosity: {gamma: {opt_values: [0.9]}, strength: {opt_values: [0.1]}}
-"""
-    )
-    assert [d.name for d in plan.dimensions] == ["extrinsic.gamma", "curiosity.gamma", "strength"]
 
 
 def test_no_opt_values_plans_one_run_and_opt_stop_is_removed(workdir: Path) -> None:
@@ -241,7 +111,7 @@ def test_an_existing_sweep_and_existing_results_are_refused(workdir: Path) -> No
     assert run_cli(cli.plan, "grid-plan", ["3DBall.yaml"]).code == 0
     again = run_cli(cli.plan, "grid-plan", ["3DBall.yaml"])
     assert again.code == 2
-    assert "already planned" in again.err
+    assert "already planned" in again.err and "--extend" in again.err
     (workdir / "results" / "other-4").mkdir(parents=True)
     before = tree(workdir)
     clash = run_cli(cli.plan, "grid-plan", ["3DBall.yaml", "--run-id", "other", "--queue", "q2"])
@@ -353,3 +223,43 @@ def test_yaml_alias_bomb_is_refused(workdir: Path) -> None:
     result = run_cli(cli.plan, "grid-plan", ["bomb.yaml"])
     assert result.code == 2
     assert "YAML nodes" in result.err
+
+
+def test_swept_values_that_yaml_reads_as_text_but_look_like_numbers_are_warned_about(
+    workdir: Path,
+) -> None:
+    """PyYAML reads 1e-3 as the string '1e-3' (issue 22, item 13)."""
+    write(
+        workdir / "lr.yaml",
+        """\
+        behaviors:
+          B:
+            hyperparameters:
+              learning_rate: {opt_values: [1e-3, 1.0e-4, 0.0002, 3E-5]}
+              beta: {opt_values: [low, high]}
+        """,
+    )
+    result = run_cli(cli.plan, "grid-plan", ["lr.yaml", "--dry-run"])
+    assert result.code == 0, result.err
+    warned = [line for line in result.err.splitlines() if "warning" in line]
+    assert warned == [
+        "grid-plan: warning: lr.yaml: behaviors.B.hyperparameters.learning_rate.opt_values: "
+        "1e-3, 3E-5 read as text, not as a number (YAML 1.1 needs a dot: 1.0e-3); write "
+        "1.0e-3 or 0.001 if you mean a number"
+    ]
+
+
+def test_unknown_run_ids_name_the_closest_ones_in_every_command(workdir: Path) -> None:
+    write(workdir / "3DBall.yaml", SEED_3DBALL)
+    assert run_cli(cli.plan, "grid-plan", ["3DBall.yaml"]).code == 0
+    for command, prog in (
+        (cli.stop_command, "grid-stop"),
+        (cli.retry_command, "grid-retry"),
+        (cli.show_command, "grid-show"),
+    ):
+        result = run_cli(command, prog, ["3DBall-44"])
+        assert result.code == 2
+        assert result.err == (
+            f"{prog}: sweeps/3DBall: no run '3DBall-44' in this sweep "
+            "(closest: 3DBall-4, 3DBall-8, 3DBall-7)\n"
+        )

@@ -26,28 +26,29 @@ import pytest
 import yaml
 
 from mlagents_grid import cli
-from mlagents_grid.queue import Queue
+from mlagents_grid.queue.folder import Queue
 
-from .board import Board
 from .conftest import BIN, MLAGENTS_BIN, run_cli, tree
+from .support.board import Board
+from .support.bounds import EXIT_S, REAP_S
 
 pytestmark = pytest.mark.real_mlagents
 
 REWARD = "Environment/Cumulative Reward"
 
 # Bounds, each generous for a loaded 2-core machine (the idle figure in brackets).
-SWEEP_S = 360  # every worker of a test's sweep has finished training (5-18 s)
+# (tests/support/bounds.py: EXIT_S for the monitor's exit once every run is final, REAP_S for a
+# killed process, TENSORBOARD_S for Board.start.)
+REAL_SWEEP_S = 360  # every worker of a test's sweep has finished training (5-18 s)
 REACH_STEP_S = 150  # a run's log shows a given step (3 s)
-MONITOR_EXIT_S = 60  # the monitor exits once every run is final (1-2 s)
-KILL_S = 10  # a killed process is reaped
 PLAN_S = 120  # .venv-mlagents/bin/grid-plan imports ML-Agents and plans (3 s)
 # The per-test timeout: above the sum of the bounds any one test waits with (at most
-# REACH_STEP_S + KILL_S + SWEEP_S = 520 s, or Board's 60 + SWEEP_S + MONITOR_EXIT_S).
+# REACH_STEP_S + REAP_S + REAL_SWEEP_S = 540 s, or TENSORBOARD_S + REAL_SWEEP_S + EXIT_S).
 REAL_TEST_S = 600
 real_test = pytest.mark.timeout(REAL_TEST_S, func_only=True)
 
 
-def finish(procs: list[subprocess.Popen[bytes]], bound: float = SWEEP_S) -> list[int]:
+def finish(procs: list[subprocess.Popen[bytes]], bound: float = REAL_SWEEP_S) -> list[int]:
     """Exit codes of `procs`, all of them within `bound` seconds from now (one deadline)."""
     deadline = time.monotonic() + bound
     codes = []
@@ -125,7 +126,7 @@ class RealSweep:
         return self.start("grid-worker", "--trainer", str(self.trainer), *args)
 
     def statuses(self) -> dict[str, str]:
-        return {s.run_id: s.status for s in map(self.queue.read_state, self.queue.sweep.run_ids)}
+        return {s.run_id: s.status for s in map(self.queue.state_of, self.queue.sweep.run_ids)}
 
     def log(self, run_id: str) -> str:
         return self.queue.paths.log_file(run_id).read_text(errors="replace")
@@ -134,7 +135,7 @@ class RealSweep:
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=KILL_S)
+                proc.wait(timeout=REAP_S)
 
 
 @pytest.fixture
@@ -165,7 +166,7 @@ def test_four_runs_two_workers_and_the_monitor_stop_exactly_the_bad_runs(
     workers = [sweep.worker() for _ in range(2)]
     monitor = sweep.start("grid-monitor", "--tensorboard", board.url, "--interval", "1")
     assert finish(workers) == [0, 0]
-    assert finish([monitor], MONITOR_EXIT_S) == [0]
+    assert finish([monitor], EXIT_S) == [0]
     assert sweep.statuses() == {
         "grid-0": "done",
         "grid-1": "done",
@@ -180,7 +181,7 @@ def test_four_runs_two_workers_and_the_monitor_stop_exactly_the_bad_runs(
         assert checkpoint_and_model(sweep.results, run_id)
         assert list((sweep.results / run_id / "3DBall").glob("events.out.tfevents.*"))
     for run_id in ("grid-2", "grid-3"):
-        state = sweep.queue.read_state(run_id)
+        state = sweep.queue.state_of(run_id)
         assert re.fullmatch(rf"{REWARD}: -?[\d.]+ < 0\.5 \[step: \d+\]", state.stop_reason or "")
         # Stopped gracefully: mlagents-learn saved and exported its model on SIGINT.
         assert "Learning was interrupted" in sweep.log(run_id)
@@ -201,7 +202,7 @@ def test_a_killed_worker_run_resumes_from_its_checkpoint_and_finishes(
         assert time.monotonic() < deadline, f"the run did not reach step 3000 in {REACH_STEP_S} s"
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
-    first.wait(timeout=KILL_S)
+    first.wait(timeout=REAP_S)
     second = sweep.worker("--wait")
     assert finish([second]) == [0]
     text = sweep.log("grid-0")
@@ -209,7 +210,7 @@ def test_a_killed_worker_run_resumes_from_its_checkpoint_and_finishes(
     assert resumed is not None and int(resumed.group(1)) > 0, text[-3000:]
     assert "Step: 12000." in text
     assert sweep.statuses() == {"grid-0": "done"}
-    assert sweep.queue.read_state("grid-0").mode == "--resume"
+    assert sweep.queue.state_of("grid-0").mode == "--resume"
 
 
 @real_test
@@ -227,9 +228,9 @@ def test_two_behaviors_with_a_condition_on_one_of_them(
     worker = sweep.worker()
     monitor = sweep.start("grid-monitor", "--logdir", str(sweep.results), "--interval", "2")
     assert finish([worker]) == [0]
-    assert finish([monitor], MONITOR_EXIT_S) == [0]
+    assert finish([monitor], EXIT_S) == [0]
     assert sweep.statuses() == {"grid-0": "done", "grid-1": "stopped"}
-    reason = sweep.queue.read_state("grid-1").stop_reason or ""
+    reason = sweep.queue.state_of("grid-1").stop_reason or ""
     assert reason.startswith(f"Striker: {REWARD}: ")
     for name in ("Goalie", "Striker"):
         assert checkpoint_and_model(sweep.results, "grid-1", name)
@@ -273,9 +274,9 @@ def test_seeds_reach_the_real_trainer_configuration(
         for worker in workers:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGKILL)
-                worker.wait(timeout=KILL_S)
+                worker.wait(timeout=REAP_S)
     for index, run_id in enumerate(queue.sweep.run_ids):
-        assert queue.read_state(run_id).status == "done", queue.paths.log_file(run_id).read_text()
+        assert queue.state_of(run_id).status == "done", queue.paths.log_file(run_id).read_text()
         written = yaml.safe_load((tmp_path / "results" / run_id / "configuration.yaml").read_text())
         assert written["env_settings"]["seed"] == index % 2 == queue.job(run_id).seed
         hyper = written["behaviors"]["3DBall"]["hyperparameters"]
@@ -342,3 +343,88 @@ def test_grid_plan_records_an_abbreviated_num_envs_as_mlagents_reads_it(
     # Each run's environments take ports base, base+1, base+2: the slots are 3 apart.
     base = queue.sweep.base_port
     assert [queue.port_for(slot) for slot in range(3)] == [base, base + 3, base + 6]
+
+
+# The flags' values for the check below: each differs from mlagents-learn's default.
+FLAG_VALUES = {
+    int: "4321",
+    float: "7.5",
+    None: "from-the-command-line",
+}
+# Run in .venv-mlagents: for each option of mlagents-learn's parser, the config keys that
+# RunOptions.from_argparse changes when only that option is given.
+OVERRIDDEN_KEYS = """
+import argparse, json, sys, warnings
+warnings.simplefilter("ignore")
+from mlagents.trainers.cli_utils import DetectDefault, _create_parser
+from mlagents.plugins.trainer_type import register_trainer_plugins
+from mlagents.trainers.settings import RunOptions
+register_trainer_plugins()
+
+def flat(node, path=()):
+    if isinstance(node, dict):
+        for key, child in node.items():
+            yield from flat(child, (*path, str(key)))
+    else:
+        yield path, node
+
+def options(argv):
+    DetectDefault.non_default_args.clear()
+    parsed = _create_parser().parse_args([sys.argv[1], *argv])
+    return dict(flat(RunOptions.from_argparse(parsed).as_dict()))
+
+values = json.loads(sys.argv[2])
+base = options([])
+found = {}
+for action in _create_parser()._actions:
+    if not action.option_strings or isinstance(action, argparse._HelpAction):
+        continue
+    option = action.option_strings[0]
+    argv = [option]
+    if action.nargs != 0:
+        kind = action.type or type(action.default)  # some options have no type= but a default
+        argv.append(values.get(kind.__name__, values["None"]))
+    changed = options(argv)
+    found[option] = sorted(".".join(k) for k in changed if changed[k] != base.get(k))
+print(json.dumps(found))
+"""
+
+
+@real_test
+def test_the_table_of_overriding_trainer_arguments_is_mlagents_own(
+    tmp_path: Path, sim_learn: Path
+) -> None:
+    """learn_args.CONFIG_KEYS names, for every option of mlagents-learn, the config key that
+    RunOptions.from_argparse sets from it, and no option that sets a key is missing."""
+    from mlagents_grid.plan.learn_args import CONFIG_KEYS, EVERY, OTHER_OPTIONS
+
+    fixed = PLAN_CONFIG.replace("{opt_values: [0.003, 0.001]}", "0.003")
+    # An env_path, so that --num-envs may be above 1.
+    (tmp_path / "config.yaml").write_text(fixed + "env_settings:\n  env_path: from-the-config\n")
+    values = {"int": FLAG_VALUES[int], "float": FLAG_VALUES[float], "None": FLAG_VALUES[None]}
+    found = subprocess.run(
+        [str(MLAGENTS_BIN / "python"), "-c", OVERRIDDEN_KEYS, "config.yaml", json.dumps(values)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=PLAN_S,
+    )
+    assert found.returncode == 0, found.stderr
+    # The last line: ML-Agents logs a warning for its removed options on stdout first.
+    changed: dict[str, list[str]] = json.loads(found.stdout.splitlines()[-1])
+    assert set(changed) | {"--help"} == set(CONFIG_KEYS) | set(OTHER_OPTIONS)
+    for option, key in CONFIG_KEYS.items():
+        expected = ".".join(key).replace(EVERY, "3DBall")
+        assert expected in changed[option], (option, changed[option])
+    assert all(changed[option] == [] for option in OTHER_OPTIONS if option != "--help")
+
+
+@real_test
+def test_mlagents_grid_plan_refuses_a_seed_argument_under_seeds(
+    tmp_path: Path, sim_learn: Path
+) -> None:
+    planned = grid_plan(tmp_path, "--seeds", "3", "--seed=5")
+    assert planned.returncode == 2, planned.stderr
+    lines = planned.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("grid-plan: --seed: --seeds 3 sets"), lines
+    assert tree(tmp_path) == {"config.yaml"}

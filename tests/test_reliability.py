@@ -26,10 +26,12 @@ import pytest
 from mlagents_grid import cli
 
 from .conftest import ROOT, run_cli, tree, write
-from .sweep import Sweep
+from .support.bounds import EXIT_S, REAP_S, REPEATED_TEST_S, SWEEP_S
+from .support.sweep import Sweep
 
-QUICK_TRAINER = Path(__file__).resolve().parent / "quick_trainer.sh"
+QUICK_TRAINER = Path(__file__).resolve().parent / "support" / "quick_trainer.sh"
 FIGURES = ROOT / "build" / "reliability.json"
+KILL_STORM_S = 100  # fifty kill -9s of workers, each replaced by a new one (20 s, loaded)
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +92,7 @@ def test_eight_workers_drain_500_jobs_each_exactly_once(
         sweep.start(sweep.command("grid-worker", "--trainer", str(QUICK_TRAINER))) for _ in range(8)
     ]
     for worker in workers:
-        assert worker.wait(timeout=600) == 0, sweep.output(worker)
+        assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     figures["jobs_run"] += 500
     assert set(sweep.statuses().values()) == {"done"}
     starts = Counter(e["run_id"] for e in sweep.starts())
@@ -109,6 +111,7 @@ def test_eight_workers_drain_500_jobs_each_exactly_once(
     assert len(spans) == 8
 
 
+@pytest.mark.timeout(REPEATED_TEST_S)
 @pytest.mark.slow
 def test_fifty_random_kill_9_of_workers_lose_nothing_and_run_nothing_twice(
     new_sweep: Callable[..., Sweep], tmp_path: Path, figures: Counter[str]
@@ -122,17 +125,17 @@ def test_fifty_random_kill_9_of_workers_lose_nothing_and_run_nothing_twice(
     rng = random.Random(7)
     live = [sweep.start_worker("--wait") for _ in range(4)]
     kills = 0
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + KILL_STORM_S
     while kills < 50 and time.monotonic() < deadline:
         time.sleep(rng.uniform(0.05, 0.4))
         victim = live.pop(rng.randrange(len(live)))
         victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=10)
+        victim.wait(timeout=REAP_S)
         kills += 1
         live.append(sweep.start_worker("--wait"))
     assert kills == 50
     for worker in live:
-        assert worker.wait(timeout=300) == 0, sweep.output(worker)
+        assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     figures["kills_injected"] += kills
     figures["jobs_run"] += 30
     assert_valid_and_complete(sweep, figures)
@@ -156,15 +159,16 @@ def test_fifty_random_kill_9_of_workers_lose_nothing_and_run_nothing_twice(
 
 
 def faulty(sweep: Sweep, point: str, n: int, tool: str, *args: str) -> subprocess.Popen[str]:
-    return sweep.start([sys.executable, "-m", "tests.faulty", point, str(n), tool, *args])
+    return sweep.start([sys.executable, "-m", "tests.support.faulty", point, str(n), tool, *args])
 
 
+@pytest.mark.timeout(REPEATED_TEST_S)
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["before", "after"])
 def test_a_worker_killed_at_every_state_write_leaves_a_queue_the_next_one_finishes(
     new_sweep: Callable[..., Sweep], tmp_path: Path, figures: Counter[str], point: str
 ) -> None:
-    trainer = f"{sys.executable} {ROOT / 'tests' / 'fake_trainer.py'}"
+    trainer = f"{sys.executable} {ROOT / 'tests' / 'support' / 'fake_trainer.py'}"
     n = 1
     while True:
         sweep = new_sweep(
@@ -175,14 +179,14 @@ def test_a_worker_killed_at_every_state_write_leaves_a_queue_the_next_one_finish
         )
         queue = str(sweep.queue.root)
         victim = faulty(sweep, point, n, "grid-worker", "--queue", queue, "--trainer", trainer)
-        code = victim.wait(timeout=60)
+        code = victim.wait(timeout=SWEEP_S)
         if code == 0:
             break  # n is past the last write: every write has been faulted
         assert code == -signal.SIGKILL, sweep.output(victim)
         figures["kills_injected"] += 1
         # The next worker must read the queue, take over the run and finish the sweep.
         rescue = sweep.start_worker("--wait")
-        assert rescue.wait(timeout=60) == 0, sweep.output(rescue)
+        assert rescue.wait(timeout=SWEEP_S) == 0, sweep.output(rescue)
         assert_valid_and_complete(sweep, figures)
         figures["jobs_run"] += 2
         n += 1
@@ -205,11 +209,11 @@ def test_a_monitor_killed_writing_a_kill_file_loses_no_stop(
     sweep.wait_for_training("grid-0")
     args = ["--queue", str(sweep.queue.root), "--logdir", str(sweep.root / "results")]
     victim = faulty(sweep, point, 1, "grid-monitor", *args)
-    assert victim.wait(timeout=60) == -signal.SIGKILL
+    assert victim.wait(timeout=EXIT_S) == -signal.SIGKILL
     figures["kills_injected"] += 1
     monitor = sweep.start(sweep.command("grid-monitor", "--logdir", str(sweep.root / "results")))
-    assert worker.wait(timeout=60) == 0
-    assert monitor.wait(timeout=60) == 0
+    assert worker.wait(timeout=EXIT_S) == 0
+    assert monitor.wait(timeout=EXIT_S) == 0
     assert sweep.statuses() == {"grid-0": "stopped"}
     assert len(sweep.starts("grid-0")) == 1
 
@@ -228,7 +232,7 @@ def test_a_hanging_trainer_blocks_no_other_worker_and_grid_stop_ends_it(
     assert sweep.statuses()["grid-0"] == "running"
     sweep.stop("grid-0", reason="hung")
     for worker in workers:
-        assert worker.wait(timeout=30) == 0
+        assert worker.wait(timeout=EXIT_S) == 0
     assert sweep.statuses()["grid-0"] == "stopped"
 
 
@@ -257,10 +261,10 @@ def test_a_full_disk_is_reported_clearly_and_the_queue_stays_valid(
                     handle.flush()
             victim = sweep.start_worker()
         else:
-            trainer = f"{sys.executable} {ROOT / 'tests' / 'fake_trainer.py'}"
+            trainer = f"{sys.executable} {ROOT / 'tests' / 'support' / 'fake_trainer.py'}"
             args = ["--queue", str(sweep.queue.root), "--trainer", trainer]
             victim = faulty(sweep, "enospc", 2, "grid-worker", *args)
-        assert victim.wait(timeout=60) == 1
+        assert victim.wait(timeout=EXIT_S) == 1
         output = sweep.output(victim)
         assert "cannot write to the queue" in output and "No space left on device" in output
         assert "Traceback" not in output
@@ -269,7 +273,7 @@ def test_a_full_disk_is_reported_clearly_and_the_queue_stays_valid(
         if mounted:
             filler.unlink()
         rescue = sweep.start_worker()
-        assert rescue.wait(timeout=60) == 0, sweep.output(rescue)
+        assert rescue.wait(timeout=SWEEP_S) == 0, sweep.output(rescue)
         figures["jobs_run"] += 3
         assert set(sweep.statuses().values()) == {"done"}
     finally:
@@ -415,21 +419,21 @@ def test_corrupt_job_and_state_files_are_named_and_the_rest_still_runs(
     queue = sweep.queue
     paths = queue.paths
     paths.job_file("grid-1").write_text("garbage{")
-    paths.state_file("grid-2").write_text('{"run_id": "grid-2", "sta')
+    paths.state_file("grid-2", 0).write_text('{"run_id": "grid-2", "sta')
     paths.kill_file("grid-3").write_bytes(b"\xff\xfe not json")
-    paths.final_file("grid-4").write_text("")
+    paths.final_file("grid-4", 0).write_text("")
     figures["bad_inputs"] += 4
     before = sweep.statuses()
     assert before["grid-2"] == before["grid-4"] == "unreadable"
     shown = {row["run_id"]: row for row in sweep.report()["runs"]}
     assert "the next worker retries the run" in shown["grid-4"]["error"]
     worker = sweep.start_worker()
-    assert worker.wait(timeout=60) == 0
+    assert worker.wait(timeout=SWEEP_S) == 0
     output = sweep.output(worker)
     assert f"grid-1 skipped: {paths.job_file('grid-1')}: unreadable" in output
     for run_id, path in (
-        ("grid-2", paths.state_file("grid-2")),
-        ("grid-4", paths.final_file("grid-4")),
+        ("grid-2", paths.state_file("grid-2", 0)),
+        ("grid-4", paths.final_file("grid-4", 0)),
     ):
         assert (
             f"{run_id}: {path} was unreadable; kept as {path.name}.unreadable, retrying" in output

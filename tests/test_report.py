@@ -12,7 +12,8 @@ import yaml
 from mlagents_grid import cli
 
 from .conftest import run_cli
-from .sweep import Sweep
+from .support.bounds import EXIT_S, SWEEP_S
+from .support.sweep import Sweep
 
 BETA_SWEEP = "default_settings:\n  hyperparameters:\n    beta: {opt_values: [1, 2]}\n"
 
@@ -32,10 +33,11 @@ def finished_sweep(new_sweep: Callable[..., Sweep], root: Path) -> Sweep:
                 "grid-2": {"curve": {"*": [7]}, "crash": 3},
             },
         },
+        plan_args=("--max-attempts", "1"),
     )
     sweep.stop("grid-3", reason="not needed")
-    worker = sweep.start_worker("--max-attempts", "1")
-    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    worker = sweep.start_worker()
+    assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     return sweep
 
 
@@ -125,12 +127,11 @@ def test_status_shows_steps_metrics_and_progress(
     assert (by_id["grid-2"]["step"], by_id["grid-2"]["metric"]) == (1, 7.0)
     assert by_id["grid-3"]["step"] is None
     assert report["progress"]["final"] == report["progress"]["total"] == 4
-    # Read once, then served from the cache until an event file changes.
-    cache = sweep.queue.paths.cache_file("latest.json")
-    assert cache.exists()
-    stamp = cache.stat().st_mtime_ns
+    # Final runs are read once and kept: the next call reads no event file for them.
+    kept = sweep.queue.paths.score_file("grid-0")
+    stamp = kept.stat().st_mtime_ns
     again = run_cli(cli.status_command, "grid-status", ["--queue", str(sweep.queue.root)])
-    assert cache.stat().st_mtime_ns == stamp
+    assert kept.stat().st_mtime_ns == stamp
     assert "4/4 final" in again.out and "grid-1" in again.out
 
 
@@ -157,4 +158,4 @@ def test_report_on_a_partial_sweep_with_two_behaviors(
     assert rows[0]["run_id"] == "grid-1" and rows[0]["status"] == "running"
     assert (rows[0]["score"], rows[0]["score:Goalie"], rows[0]["score:Striker"]) == ("1", "1", "1")
     sweep.stop("grid-1")
-    assert worker.wait(timeout=30) == 0
+    assert worker.wait(timeout=EXIT_S) == 0

@@ -1,9 +1,9 @@
-"""Successive-halving rungs: the config, the pure decision, and sweeps through real workers."""
+"""Successive-halving rungs: the config, and sweeps through real workers and the monitor (the
+pure scoring and deciding is in tests/unit/test_results.py)."""
 
 from __future__ import annotations
 
 import json
-import random
 import re
 import sys
 from pathlib import Path
@@ -12,88 +12,14 @@ from typing import Any
 import pytest
 
 from mlagents_grid import cli
-from mlagents_grid.metrics import Scalar
-from mlagents_grid.queue import Queue
-from mlagents_grid.rungs import (
-    RungDecision,
-    Rungs,
-    decide_rung,
-    point_score,
-    quota,
-    run_score,
-    simulate,
-    window_score,
-)
+from mlagents_grid.queue.folder import Queue
 
-from .board import Board
 from .conftest import run_cli, tree, write
-from .test_real_mlagents import MONITOR_EXIT_S, RealSweep, behavior, finish, real_test
+from .support.board import Board
+from .support.bounds import EXIT_S, HOLD_S, REAP_S, SWEEP_S
+from .test_real_mlagents import RealSweep, behavior, finish, real_test
 
 TAG = "Environment/Cumulative Reward"
-
-
-def pts(*pairs: tuple[int, float]) -> list[Scalar]:
-    return [Scalar(step, value, 0.0) for step, value in pairs]
-
-
-# -- pure -----------------------------------------------------------------------------
-def test_window_score_uses_points_at_or_before_the_rung_step() -> None:
-    points = pts((1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 100.0))
-    assert window_score(points, 4, 2) == 3.5  # the overshoot at step 5 is left out
-    assert window_score(points, 4, 10) == 2.5
-    assert window_score(points, 0, 3) is None
-    assert window_score(pts((1, float("nan")), (2, 1.0)), 2, 5) == 1.0
-
-
-def test_run_score_is_the_mean_over_behaviors_and_point_score_over_seeds() -> None:
-    curves = {"A": pts((1, 1.0), (2, 3.0)), "B": pts((1, 10.0)), "C": []}
-    assert run_score(curves, 2, 1) == (3.0 + 10.0) / 2
-    assert run_score({"A": []}, 2, 1) is None
-    assert point_score([1.0, None, 3.0]) == 2.0
-    assert point_score([None]) is None
-
-
-def test_quota_is_ceil_of_keep_times_points() -> None:
-    assert quota(27, 1 / 3) == 9
-    assert quota(9, 1 / 3) == 3
-    assert quota(9, 0.34) == 4
-    assert quota(2, 0.1) == 1
-    assert quota(0, 0.5) == 0
-
-
-def test_decide_rung_promotes_the_best_and_explains_the_others() -> None:
-    scores: dict[int, float | None] = {p: float(p) / 10 for p in range(9)}
-    scores[4] = None  # no data: ranks last
-    runs = {p: [f"g-{p}"] for p in range(9)}
-    decision = decide_rung(1, 20000, 1 / 3, scores, runs, eligible=set(range(9)) - {8})
-    # 8 is the best score but was final before the rung: it takes no place.
-    assert decision.promoted == [7, 6, 5]
-    assert decision.cut == 0.5
-    assert sorted(decision.stopped) == [0, 1, 2, 3, 4]
-    by_point = {v.point: v for v in decision.verdicts}
-    assert by_point[8].rank == 1 and not by_point[8].eligible
-    assert by_point[3].reason == "rung 1 (step 20000): rank 5 of 9, score 0.3 < cut 0.5"
-    assert by_point[4].rank == 9 and "no score" in by_point[4].reason
-    assert decision.verdict_for("g-6") == by_point[6]
-    again = RungDecision.from_dict(json.loads(json.dumps(decision.to_dict())))
-    assert again == decision
-
-
-def test_decide_rung_breaks_ties_by_grid_order_and_is_deterministic() -> None:
-    scores: dict[int, float | None] = {0: 1.0, 1: 1.0, 2: 1.0}
-    first = decide_rung(2, 10, 0.5, scores, {}, {0, 1, 2})
-    assert first.promoted == [0, 1]
-    assert "ties the cut" in first.verdicts[2].reason
-    assert decide_rung(2, 10, 0.5, dict(reversed(scores.items())), {}, {2, 1, 0}) == first
-
-
-def test_simulate_trains_about_a_quarter_of_the_full_grid() -> None:
-    rng = random.Random(1)
-    curves = {p: [p + rng.gauss(0, 0.1) for _ in range(90)] for p in range(27)}
-    finalists, trained = simulate(curves, Rungs(TAG, (10, 30), 1 / 3, 5), 90)
-    assert finalists == [26, 25, 24]
-    assert trained == 27 * 10 + 9 * 20 + 3 * 60
-    assert trained / (27 * 90) < 0.27
 
 
 # -- grid-plan ------------------------------------------------------------------------
@@ -152,6 +78,12 @@ def test_old_sweeps_without_rungs_still_load(tmp_path: Path) -> None:
         (f"opt_rungs:\n  tag: {TAG}\n  steps: [10]\n  window: 0\n", "opt_rungs.window"),
         (f"opt_rungs:\n  tag: {TAG}\n  steps: [10]\n  every: 3\n", "unknown key 'every'"),
         ("opt_rungs: [10, 20]\n", "opt_rungs: must be a mapping"),
+        (
+            f"opt_rungs:\n  tag: {TAG}\n  steps: 10\n",
+            "opt_rungs.steps: 10 is a number, not a list; write the rung steps as a list, "
+            "e.g. `steps: [10]`",
+        ),
+        ("opt_rungs:\n  tag: 5\n  steps: [10]\n", "opt_rungs.tag: 5 is a number, not a"),
     ],
 )
 def test_bad_opt_rungs_exit_2_with_one_line_and_write_nothing(
@@ -189,6 +121,12 @@ def curve(point: int) -> list[float]:
     return [EARLY[point]] * 10 + [late] * 50
 
 
+def caught_at(*steps: int) -> dict[str, Any]:
+    """Fake-trainer options: hold each run at these rung steps until the monitor pauses it,
+    as a slower trainer would, so that no run outruns a monitor slowed by a loaded machine."""
+    return {"hold_at": list(steps), "hold_s": HOLD_S}
+
+
 def rung_sweep(new_sweep: Any, root: Path, **options: Any) -> Any:
     runs = {f"grid-{p}": {"curve": {"*": curve(p)}} for p in range(9)}
     return new_sweep(
@@ -196,7 +134,7 @@ def rung_sweep(new_sweep: Any, root: Path, **options: Any) -> Any:
         runs=9,
         ticks=60,
         extra=RUNGS,
-        options={"default": {"step_delay": 0.04, **options}, "runs": runs},
+        options={"default": {"step_delay": 0.04, **caught_at(10, 30), **options}, "runs": runs},
     )
 
 
@@ -208,8 +146,7 @@ def decision(sweep: Any, number: int) -> dict[str, Any]:
     return json.loads((sweep.queue_dir / "rungs" / f"{number}.json").read_text())
 
 
-def check_outcome(sweep: Any, before: int = 30) -> None:
-    """`before`: the step runs stopped at rung 1 stay below (TensorBoard reloads each 1 s)."""
+def check_outcome(sweep: Any) -> None:
     first, second = decision(sweep, 1), decision(sweep, 2)
     assert sorted(first["promoted"]) == [6, 7, 8]
     assert sorted(first["stopped"]) == [0, 1, 2, 3, 4, 5]
@@ -233,15 +170,15 @@ def check_outcome(sweep: Any, before: int = 30) -> None:
             assert start["resume"] and start["start_step"] >= 10, starts
     last = sweep.starts("grid-6")[-1]
     assert last["start_step"] >= 30
-    # Runs stopped at rung 1 trained about 10 steps, not 60, and saved their model.
+    # Runs stopped at rung 1 trained 10 steps, not 60, and saved their model.
     for p in range(6):
         assert len(sweep.starts(f"grid-{p}")) == 1
-        assert sweep.exits(f"grid-{p}")[-1]["step"] < before
+        assert sweep.exits(f"grid-{p}")[-1]["step"] == 10
         assert sweep.exits(f"grid-{p}")[-1]["reason"] == "sigint"
 
 
-def wait_final(sweep: Any, timeout: float = 90) -> None:
-    sweep.wait_for(lambda: sweep.queue.all_final(), timeout=timeout)
+def wait_final(sweep: Any) -> None:
+    sweep.wait_for(lambda: sweep.queue.all_final(), timeout=SWEEP_S)
 
 
 @pytest.mark.parametrize("mode", ["logdir", "tensorboard"])
@@ -261,10 +198,10 @@ def test_nine_points_two_rungs_promote_the_expected_points(
         workers = [sweep.start_worker() for _ in range(3)]  # plain workers, no --wait
         wait_final(sweep)
         for proc in [*workers, monitor]:
-            assert proc.wait(timeout=30) == 0, sweep.output(proc)
+            assert proc.wait(timeout=EXIT_S) == 0, sweep.output(proc)
     finally:
         board.stop()
-    check_outcome(sweep, 30 if mode == "logdir" else 60)
+    check_outcome(sweep)
 
 
 def test_monitor_killed_between_a_decision_and_its_promotions(
@@ -274,18 +211,50 @@ def test_monitor_killed_between_a_decision_and_its_promotions(
     # The monitor's 10th atomic rename is rungs/1.json (after 9 pause requests): killed
     # right after it, before any promotion.
     faulty = sweep.start(
-        [sys.executable, "-m", "tests.faulty", "after", "10", "grid-monitor"]
+        [sys.executable, "-m", "tests.support.faulty", "after", "10", "grid-monitor"]
         + monitor_command(sweep)[1:]
     )
     workers = [sweep.start_worker("--wait") for _ in range(3)]
-    assert faulty.wait(timeout=60) == -9, sweep.output(faulty)
+    assert faulty.wait(timeout=SWEEP_S) == -9, sweep.output(faulty)
     written = decision(sweep, 1)
     assert sweep.events("rung-decided") == []  # killed before it could even log it
     monitor = sweep.start(monitor_command(sweep))
     wait_final(sweep)
     for proc in [*workers, monitor]:
-        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+        assert proc.wait(timeout=EXIT_S) == 0, sweep.output(proc)
     assert decision(sweep, 1) == written
+    # The next monitor found the decision without its event, and wrote it.
+    recovered = [e for e in sweep.events("rung-decided") if e.get("recovered")]
+    assert [e["rung"] for e in recovered] == [1]
+    assert recovered[0]["promoted"] == written["promoted"]
+    check_outcome(sweep)
+
+
+def test_a_second_monitor_stands_by_and_takes_over_when_the_first_dies(
+    new_sweep: Any, tmp_path: Path
+) -> None:
+    sweep = rung_sweep(new_sweep, tmp_path)
+    first = sweep.start(monitor_command(sweep))
+    sweep.wait_for(lambda: sweep.events("monitor-started"))
+    second = sweep.start(monitor_command(sweep))
+    workers = [sweep.start_worker("--wait") for _ in range(3)]
+    sweep.wait_for(lambda: "standing by" in sweep.output(second))
+    active = sweep.events("monitor-started")[0]["worker"]
+    assert f"another monitor is active ({active.split()[-1]}); standing by" in sweep.output(second)
+    # Killed only once rung 1's event is written: a kill between the decision and its event
+    # is the recovery test's case, not this one.
+    sweep.wait_for(lambda: sweep.events("rung-decided"), timeout=SWEEP_S)
+    first.kill()
+    first.wait(timeout=10)
+    wait_final(sweep)
+    for proc in [*workers, second]:
+        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+    assert "the other monitor is gone; this one acts now" in sweep.output(second)
+    started = [e["worker"] for e in sweep.events("monitor-started")]
+    assert len(started) == 2 and started[0] != started[1]
+    # Each rung decided once, rung 1 by the first monitor and rung 2 by the second.
+    by = {e["rung"]: e["by"] for e in sweep.events("rung-decided")}
+    assert by == {1: started[0], 2: started[1]}
     check_outcome(sweep)
 
 
@@ -299,29 +268,31 @@ def test_worker_killed_while_its_run_pauses_leaves_it_paused_not_lost(
     sweep.wait_for(lambda: [e for e in sweep.ledger_entries() if e.get("event") == "sigint"])
     run_id = next(e["run_id"] for e in sweep.ledger_entries() if e.get("event") == "sigint")
     worker.kill()
-    worker.wait(timeout=10)
-    sweep.wait_for(lambda: sweep.exits(run_id), timeout=20)
-    assert sweep.statuses()[run_id] in ("paused", "interrupted")
+    worker.wait(timeout=REAP_S)
+    sweep.wait_for(lambda: sweep.exits(run_id))
+    # Its launcher, orphaned, records the exit once the trainer has saved.
+    sweep.wait_for(lambda: sweep.statuses()[run_id] in ("paused", "interrupted"))
     workers = [sweep.start_worker() for _ in range(3)]
     wait_final(sweep)
     for proc in [*workers, monitor]:
-        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+        assert proc.wait(timeout=EXIT_S) == 0, sweep.output(proc)
     assert any(e["run_id"] == run_id for e in sweep.events("paused"))
     check_outcome(sweep)
 
 
 def test_status_report_and_grid_stop_with_paused_runs(new_sweep: Any, tmp_path: Path) -> None:
+    gate = tmp_path / "reported"  # grid-2 stays short of the rung until the test has looked
     sweep = new_sweep(
         tmp_path,
         runs=3,
         ticks=20,
         extra=f"opt_rungs:\n  tag: {TAG}\n  steps: [5]\n  keep: 0.34\n  window: 2\n",
         options={
-            "default": {"step_delay": 0.03},
+            "default": {"step_delay": 0.03, **caught_at(5)},
             "runs": {
                 "grid-0": {"curve": {"*": [9.0]}},
                 "grid-1": {"curve": {"*": [1.0]}},
-                "grid-2": {"curve": {"*": [2.0]}, "step_delay": 1.0},
+                "grid-2": {"curve": {"*": [2.0]}, "gate_at": {"4": str(gate)}},
             },
         },
     )
@@ -339,9 +310,11 @@ def test_status_report_and_grid_stop_with_paused_runs(new_sweep: Any, tmp_path: 
     # A paused run that gets a kill file is stopped at once; it takes no place at the rung.
     sweep.stop("grid-0", reason="by hand")
     assert sweep.statuses()["grid-0"] == "stopped"
+    assert not sweep.queue.paths.pause_file("grid-0").exists()  # answered, not left behind
+    gate.touch()
     wait_final(sweep)
     for proc in [*workers, monitor]:
-        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+        assert proc.wait(timeout=EXIT_S) == 0, sweep.output(proc)
     first = decision(sweep, 1)
     assert first["promoted"] == [2, 1] and first["stopped"] == []
     assert sweep.statuses() == {"grid-0": "stopped", "grid-1": "done", "grid-2": "done"}
@@ -367,7 +340,7 @@ def test_real_four_points_one_rung(tmp_path: Path, sim_learn: Path) -> None:
         monitor = sweep.start("grid-monitor", "--logdir", str(sweep.results), "--interval", "1")
         workers = [sweep.worker() for _ in range(2)]
         assert finish(workers) == [0, 0]
-        assert finish([monitor], MONITOR_EXIT_S) == [0]
+        assert finish([monitor], EXIT_S) == [0]
     finally:
         sweep.close()
     first = json.loads((sweep.queue_dir / "rungs" / "1.json").read_text())
@@ -393,49 +366,10 @@ def test_real_four_points_one_rung(tmp_path: Path, sim_learn: Path) -> None:
 
 
 # -- rungs with --extend and grid-retry -------------------------------------------------
-def verdict_of(point: int, runs: tuple[str, ...], promoted: bool, eligible: bool = True) -> Any:
-    from mlagents_grid.rungs import PointVerdict
-
-    return PointVerdict(point, runs, 1.0, 1, promoted, eligible, f"verdict of {point}")
-
-
-def test_runs_pass_decided_rungs_that_let_them_through() -> None:
-    from mlagents_grid.rungs import RunAtRung, entered, passed_rungs, passes
-
-    one = RungDecision(
-        1,
-        5,
-        0.5,
-        1.0,
-        (
-            verdict_of(0, ("g-0-s0",), True),
-            verdict_of(1, ("g-1-s0",), False),
-            verdict_of(2, ("g-2-s0",), False, eligible=False),
-        ),
-    )
-    two = RungDecision(2, 9, 0.5, 1.0, (verdict_of(0, ("g-0-s0",), True),))
-    decisions = {1: one, 2: two}
-    assert passes(one, "g-0-s1", 0)  # a seed added later follows its promoted point
-    assert not passes(one, "g-1-s1", 1)  # ... and its stopped point
-    assert passes(one, "g-2-s1", 2) and passes(one, "g-9-s0", 9)  # final before; new point
-    assert passed_rungs(0, decisions, "g-9-s0", 9) == 2
-    assert passed_rungs(0, decisions, "g-1-s1", 1) == 0
-    assert passed_rungs(1, decisions, "g-1-s0", 1) == 2  # retried past rung 1
-    runs = [
-        RunAtRung("g-0-s0", 0, 2, True),  # promoted at 2, then final
-        RunAtRung("g-1-s0", 1, 0, True),  # stopped at rung 1
-        RunAtRung("g-9-s0", 9, 0, False),  # added after rung 2 was decided
-        RunAtRung("g-1-s1", 1, 0, False),  # a seed added to a point stopped at rung 1
-        RunAtRung("g-0-s1", 0, 3, False),  # promoted past rung 3 by hand
-    ]
-    assert entered(3, decisions, runs) == ["g-0-s0", "g-9-s0"]
-    assert entered(1, {}, runs) == ["g-1-s0", "g-9-s0", "g-1-s1"]
-
-
 def test_extend_refuses_a_change_of_opt_rungs(tmp_path: Path) -> None:
     code, out, queue = plan(tmp_path, f"opt_rungs:\n  tag: {TAG}\n  steps: [10, 30]\n")
     assert code == 0, out
-    before = tree(queue) | {"plan.lock"}  # the lock file stays, unlocked
+    before = tree(queue)  # a refused extension leaves no claim behind either
     for rungs in (f"opt_rungs:\n  tag: {TAG}\n  steps: [10, 40]\n", ""):
         config = write(tmp_path / "grown.yaml", rungs + BASE.replace("[0, 1, 2]", "[0, 1, 2, 3]"))
         result = run_cli(cli.plan, "grid-plan", [str(config), "--extend", "--queue", str(queue)])
@@ -453,23 +387,25 @@ def test_extend_refuses_a_change_of_opt_rungs(tmp_path: Path) -> None:
 def test_a_point_added_after_rung_1_joins_rung_2_and_retried_runs_train_on(
     new_sweep: Any, tmp_path: Path
 ) -> None:
-    slow = {"step_delay": 0.4}
+    gate = tmp_path / "extended"  # grid-1 stays short of rung 2 until the sweep is extended
+    curves: dict[str, dict[str, Any]] = {
+        f"grid-{p}": {"curve": {"*": [value]}} for p, value in enumerate([1.0, 5.0, 9.0, 20.0])
+    }
     runs = {
-        "grid-0": {"curve": {"*": [1.0]}},
-        "grid-1": {"curve": {"*": [5.0]}, **slow},
-        "grid-2": {"curve": {"*": [9.0]}},
-        "grid-3": {"curve": {"*": [20.0]}},
+        **curves,
+        "grid-1": {**curves["grid-1"], "gate_at": {"11": str(gate)}},
+        "grid-3": {**curves["grid-3"], **caught_at(12)},  # added after rung 1
     }
     sweep = new_sweep(
         tmp_path,
         runs=3,
         ticks=20,
         extra=f"opt_rungs:\n  tag: {TAG}\n  steps: [5, 12]\n  keep: 0.5\n  window: 2\n",
-        options={"default": {"step_delay": 0.05}, "runs": runs},
+        options={"default": {"step_delay": 0.05, **caught_at(5, 12)}, "runs": runs},
     )
     monitor = sweep.start(monitor_command(sweep))
     workers = [sweep.start_worker() for _ in range(3)]
-    sweep.wait_for(lambda: (sweep.queue_dir / "rungs" / "1.json").exists(), timeout=60)
+    sweep.wait_for(lambda: (sweep.queue_dir / "rungs" / "1.json").exists())
     text = (tmp_path / "grid.yaml").read_text()
     grown = write(tmp_path / "grown.yaml", text.replace("[0, 1, 2]", "[0, 1, 2, 3]"))
     result = run_cli(
@@ -477,9 +413,10 @@ def test_a_point_added_after_rung_1_joins_rung_2_and_retried_runs_train_on(
     )
     assert result.code == 0, result.err
     assert not (sweep.queue_dir / "rungs" / "2.json").exists()  # grid-1 is still on its way
+    gate.touch()
     wait_final(sweep)
     for proc in [*workers, monitor]:
-        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+        assert proc.wait(timeout=EXIT_S) == 0, sweep.output(proc)
     first, second = decision(sweep, 1), decision(sweep, 2)
     assert sorted(first["promoted"]) == [1, 2] and first["stopped"] == [0]
     assert 3 not in [v["point"] for v in first["points"]]
@@ -504,14 +441,15 @@ def test_a_point_added_after_rung_1_joins_rung_2_and_retried_runs_train_on(
         cli.retry_command, "grid-retry", ["--queue", str(sweep.queue_dir), "--stopped"]
     )
     assert result.code == 0, result.err
-    assert (queue.read_state("grid-0").rung, queue.read_state("grid-1").rung) == (1, 2)
+    assert (queue.state_of("grid-0").rung, queue.state_of("grid-1").rung) == (1, 2)
     retried = {e["run_id"]: e for e in sweep.events("retried")}
     assert (retried["grid-0"]["rung"], retried["grid-1"]["rung"]) == (1, 2)
     paused_before = len(sweep.events("paused"))
+    sweep.options = {"default": {"step_delay": 0.05}, "runs": curves}  # nothing held now
     monitor = sweep.start(monitor_command(sweep))
     worker = sweep.start_worker()
     for proc in (worker, monitor):
-        assert proc.wait(timeout=60) == 0, sweep.output(proc)
+        assert proc.wait(timeout=SWEEP_S) == 0, sweep.output(proc)
     assert set(sweep.statuses().values()) == {"done"}
     assert len(sweep.events("paused")) == paused_before
     assert len(sweep.events("rung-decided")) == 2
@@ -522,17 +460,18 @@ def test_a_point_added_after_rung_1_joins_rung_2_and_retried_runs_train_on(
 
 
 def test_grid_retry_of_a_paused_run_promotes_it_by_hand(new_sweep: Any, tmp_path: Path) -> None:
+    gate = tmp_path / "retried"  # grid-2 stays short of the rung until grid-0 is retried
     sweep = new_sweep(
         tmp_path,
         runs=3,
         ticks=20,
         extra=f"opt_rungs:\n  tag: {TAG}\n  steps: [5]\n  keep: 0.34\n  window: 2\n",
         options={
-            "default": {"step_delay": 0.03},
+            "default": {"step_delay": 0.03, **caught_at(5)},
             "runs": {
                 "grid-0": {"curve": {"*": [1.0]}},
                 "grid-1": {"curve": {"*": [2.0]}},
-                "grid-2": {"curve": {"*": [3.0]}, "step_delay": 0.5},
+                "grid-2": {"curve": {"*": [3.0]}, "gate_at": {"4": str(gate)}},
             },
         },
     )
@@ -543,16 +482,57 @@ def test_grid_retry_of_a_paused_run_promotes_it_by_hand(new_sweep: Any, tmp_path
     result = run_cli(cli.retry_command, "grid-retry", ["--queue", str(sweep.queue_dir), "grid-0"])
     assert result.code == 0, result.err
     assert "grid-0: retried (was paused at rung 1; retry 1)" in result.out
-    state = sweep.queue.read_state("grid-0")
+    state = sweep.queue.state_of("grid-0")
     assert (state.status, state.rung) == ("pending", 1)
     assert not sweep.queue.paths.pause_file("grid-0").exists()
     event = sweep.events("retried")[0]
     assert (event["run_id"], event["previous"], event["rung"]) == ("grid-0", "paused", 1)
+    gate.touch()
     wait_final(sweep)
     for proc in [*workers, monitor]:
-        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+        assert proc.wait(timeout=EXIT_S) == 0, sweep.output(proc)
     first = decision(sweep, 1)
     assert sorted(v["point"] for v in first["points"]) == [1, 2]  # grid-0 left the rung
     assert first["promoted"] == [2] and first["stopped"] == [1]
     assert sweep.statuses() == {"grid-0": "done", "grid-1": "stopped", "grid-2": "done"}
     assert sweep.starts("grid-0")[-1]["resume"]
+
+
+def test_grid_retry_of_rung_losers_keeps_the_next_rungs_places_and_says_so_first(
+    new_sweep: Any, tmp_path: Path
+) -> None:
+    """Six points, keep 0.5: rung 1 promotes 5, 4, 3. Retrying losers 1 and 2 before rung 2
+    is decided leaves rung 2 its ceil(0.5 x 3) = 2 places, so 3 is stopped there."""
+    runs: dict[str, dict[str, Any]] = {f"grid-{p}": {"curve": {"*": [float(p)]}} for p in range(6)}
+    runs["grid-5"]["step_delay"] = 0.2  # holds rung 2 back while the losers are retried
+    sweep = new_sweep(
+        tmp_path,
+        runs=6,
+        ticks=60,
+        extra=f"opt_rungs:\n  tag: {TAG}\n  steps: [5, 40]\n  keep: 0.5\n  window: 2\n",
+        options={"default": {"step_delay": 0.02}, "runs": runs},
+    )
+    monitor = sweep.start(monitor_command(sweep))
+    workers = [sweep.start_worker() for _ in range(3)]
+    sweep.wait_for(
+        lambda: all(sweep.statuses()[f"grid-{p}"] == "stopped" for p in (0, 1, 2)), timeout=90
+    )
+    assert not (sweep.queue_dir / "rungs" / "2.json").exists()
+    result = run_cli(
+        cli.retry_command, "grid-retry", ["--queue", str(sweep.queue_dir), "grid-1", "grid-2"]
+    )
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0] == (
+        "grid-1: it joins rung 2 (step 40) without adding a place: the rung keeps 2 places "
+        "for the 3 points rung 1 promoted (ceil(0.5 x 3)), and it competes for them"
+    )
+    assert lines[1].startswith("grid-2: it joins rung 2 (step 40) without adding a place")
+    assert lines[2].startswith("grid-1: retried")  # said before it acted
+    wait_final(sweep)
+    for proc in [*workers, monitor]:
+        assert proc.wait(timeout=30) == 0, sweep.output(proc)
+    second = decision(sweep, 2)
+    assert sorted(v["point"] for v in second["points"]) == [1, 2, 3, 4, 5]
+    assert second["promoted"] == [5, 4] and sorted(second["stopped"]) == [1, 2, 3]
+    assert sweep.statuses() == {f"grid-{p}": "done" if p > 3 else "stopped" for p in range(6)}

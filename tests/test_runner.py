@@ -1,18 +1,19 @@
-"""The Windows trainer runner (mlagents_grid.runner), run here on Linux: its pure logic, and
-its scenarios against the fake mlagents in tests/fake_mlagents (tests_windows/ runs them too,
-inside Windows CPython under Wine)."""
+"""The Windows trainer runner (mlagents_grid.run.runner), run here on Linux: its scenarios
+against the fake mlagents in tests/support/fake_mlagents (tests_windows/ runs them too, inside
+Windows CPython under Wine). Its pure logic and guard are in tests/unit/test_run.py."""
 
 from __future__ import annotations
 
-import os
+import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mlagents_grid import runner
-
-from . import runner_support as support
+from .support import runner_support as support
 
 
 @pytest.fixture
@@ -30,57 +31,31 @@ def results(tmp_path: Path) -> Path:
     return path
 
 
-# -- pure logic -------------------------------------------------------------------------
-def test_split_lines_keeps_the_unfinished_line() -> None:
-    assert runner.split_lines(b"", b"st") == ([], b"st")
-    assert runner.split_lines(b"st", b"op\r\nx\nsto") == (["stop", "x"], b"sto")
-
-
-def test_exit_code_as_the_interpreter_maps_system_exit(capsys: pytest.CaptureFixture[str]) -> None:
-    assert runner.exit_code(None) == 0
-    assert runner.exit_code(3) == 3
-    assert runner.exit_code("bad config") == 1
-    assert "bad config" in capsys.readouterr().err
-
-
-def test_split_argv_at_the_first_double_dash() -> None:
-    assert runner.split_argv(["--grace", "5", "--", "a.yaml", "--", "x"]) == (
-        ["--grace", "5"],
-        ["a.yaml", "--", "x"],
+def test_closing_the_console_waits_for_the_save_then_leaves_as_stopped() -> None:
+    """Windows' close handler, in a process of its own: it asks for the stop, returns only
+    once the trainer has returned, and exits with the runner's code."""
+    script = textwrap.dedent(
+        """\
+        import os, sys, threading, time
+        from mlagents_grid.run import runner
+        guard = runner.Guard(60, fd=os.open(os.devnull, os.O_RDONLY), interrupt=lambda: None)
+        def trainer_returns():
+            while guard.stop_requested_at is None:
+                time.sleep(0.01)
+            print("stop asked by", guard.source, flush=True)
+            time.sleep(0.5)
+            guard.exit_code = 58
+            guard.finished.set()
+        threading.Thread(target=trainer_returns).start()
+        guard.on_console_close(runner.CTRL_CLOSE_EVENT)
+        print("not reached")
+        """
     )
-    assert runner.split_argv(["--grace", "5"]) == (["--grace", "5"], [])
-
-
-def test_guard_interrupts_once_on_stop_line_then_escalates() -> None:
-    read_fd, write_fd = os.pipe()
-    calls: list[str] = []
-    guard = runner.Guard(grace=0.2, fd=read_fd, interrupt=lambda: calls.append("interrupt"))
-    guard.terminate = lambda: calls.append("terminate")  # type: ignore[method-assign]
-    guard.kill = lambda: calls.append("kill")  # type: ignore[method-assign]
-    guard.kill_after = 0.2
-    guard.start()
-    os.write(write_fd, b"hello\nst")
-    os.write(write_fd, b"op\nstop\n")
-    guard.thread.join(timeout=10)
-    assert calls == ["interrupt", "terminate", "kill"]
-    assert guard.request_stop() is False
-    assert guard.interrupts == 1
-    os.close(write_fd)
-    os.close(read_fd)
-
-
-def test_guard_takes_end_of_file_as_a_stop() -> None:
-    read_fd, write_fd = os.pipe()
-    os.close(write_fd)
-    calls: list[str] = []
-    guard = runner.Guard(grace=60, fd=read_fd, interrupt=lambda: calls.append("interrupt"))
-    # Stand-ins: the real steps would end this test process when the grace runs out.
-    guard.terminate = lambda: calls.append("terminate")  # type: ignore[method-assign]
-    guard.kill = lambda: calls.append("kill")  # type: ignore[method-assign]
-    guard.start()
-    support.wait_until(lambda: bool(calls), 10, "the interrupt")
-    assert calls == ["interrupt"]
-    os.close(read_fd)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=support.ROOT
+    )
+    assert done.returncode == 58, done.stderr
+    assert done.stdout == "stop asked by console\n"
 
 
 # -- against the fake mlagents ----------------------------------------------------------
@@ -97,13 +72,6 @@ def test_ignored_stop_is_escalated(runners: support.Runners, results: Path, igno
     support.ignored_stop_escalates(runners, results, ignore)
 
 
-@pytest.mark.parametrize("kill_first", [False, True], ids=["stopped", "killed"])
-def test_hold_refuses_a_second_runner(
-    runners: support.Runners, results: Path, kill_first: bool
-) -> None:
-    support.hold_refuses_second_runner(runners, results, kill_first)
-
-
 @pytest.mark.parametrize("code", [0, 3])
 def test_completion_returns_the_trainer_exit_code(
     runners: support.Runners, results: Path, code: int
@@ -111,11 +79,17 @@ def test_completion_returns_the_trainer_exit_code(
     support.completion_exit_code(runners, results, code)
 
 
+@pytest.mark.parametrize("block", ["--block", "--block-recv"])
+def test_stop_wakes_a_trainer_blocked_in_a_wait(
+    runners: support.Runners, results: Path, block: str
+) -> None:
+    support.blocked_wait_gets_its_stop(runners, results, block)
+
+
 def test_a_runner_started_with_sigint_ignored_still_stops_its_trainer(
     runners: support.Runners, results: Path
 ) -> None:
     """As under `nohup` or `&`: Python then installs no KeyboardInterrupt handler by itself."""
-    import signal
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import subprocess
 import time
 import warnings
 from collections.abc import Callable
@@ -17,14 +18,19 @@ import requests
 import yaml
 from scipy import stats
 
-from mlagents_grid import cli, hparams
-from mlagents_grid.queue import Queue
-from mlagents_grid.ranking import rank, score_point, ties, verdict
+from mlagents_grid import cli
+from mlagents_grid.queue.folder import Queue
+from mlagents_grid.results import hparams
+from mlagents_grid.results.ranking import conclusion, rank, score_point, ties
 
-from .board import Board
-from .conftest import SEED_3DBALL, SEED_CONFIG_INFO, run_cli, tree, write
-from .sweep import Sweep
-from .test_planner import GOALIE_STRIKER
+from .conftest import BIN, SEED_3DBALL, SEED_CONFIG_INFO, run_cli, tree, write
+from .support.board import Board
+from .support.bounds import ANSWER_S, EXIT_S, STATE_S, SWEEP_S
+from .support.configs import GOALIE_STRIKER
+from .support.sweep import Sweep
+
+# .venv/bin/grid-plan starts and plans (1 s on a quiet machine).
+PLAN_S = 60
 
 TWO_POINTS = """\
 behaviors:
@@ -178,6 +184,79 @@ def test_bad_seeds_exit_2_with_one_line_and_write_nothing(
     assert tree(workdir) == before
 
 
+# -- trainer arguments that would override the seed or a swept key ----------------------
+SWEPT_TIME_SCALE = TWO_POINTS + "engine_settings:\n  time_scale: {opt_values: [1, 20]}\n"
+SWEPT_DETERMINISTIC = TWO_POINTS + (
+    "default_settings:\n  network_settings:\n    deterministic: {opt_values: [false, true]}\n"
+)
+SWEPT_ENV_ARG = TWO_POINTS + "env_settings:\n  env_args: [--level, {opt_values: [1, 2]}]\n"
+
+
+@pytest.mark.parametrize(
+    ("config", "argv", "flag"),
+    [
+        (TWO_POINTS, ["--seeds", "3", "--seed=5"], "--seed: --seeds 3 sets env_settings.seed"),
+        (TWO_POINTS, ["--seeds", "2", "--seed", "5"], "--seed: --seeds 2 sets"),
+        (TWO_POINTS, ["--seeds", "2", "--se=5"], "--se (mlagents-learn reads --seed)"),
+        (SWEPT_TIME_SCALE, ["--time-scale=20"], "--time-scale: it sets engine_settings.time_scale"),
+        (SWEPT_DETERMINISTIC, ["--deterministic"], "--deterministic: it sets behaviors.3DBall."),
+        (SWEPT_ENV_ARG, ["--env-args", "--level", "3"], "--env-args: it sets env_settings.env_"),
+        (TWO_POINTS, ["--load"], "--load: grid-worker decides --resume/--force"),
+        (TWO_POINTS, ["--run=x"], "--run (mlagents-learn reads --run-id): grid-worker sets"),
+    ],
+)
+def test_trainer_arguments_that_override_the_seed_or_a_swept_key_exit_2_naming_the_flag(
+    workdir: Path, config: str, argv: list[str], flag: str
+) -> None:
+    """mlagents-learn's arguments win over the config: each of these would train every run
+    with one value (issue 22, item 1)."""
+    write(workdir / "ball.yaml", config)
+    before = tree(workdir)
+    planned = subprocess.run(
+        [str(BIN / "grid-plan"), "ball.yaml", *argv],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=PLAN_S,
+    )
+    assert planned.returncode == 2, planned.stdout
+    lines = planned.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"grid-plan: {flag}"), planned.stderr
+    assert tree(workdir) == before
+
+
+def test_seeds_train_apart_and_an_extension_to_seeds_keeps_a_recorded_seed_out(
+    new_sweep: Callable[..., Sweep], tmp_path: Path
+) -> None:
+    """Through the CLI with the fake trainer, which trains with --seed over the config's seed
+    as mlagents-learn does: --seeds gives each run its own seed; trainer arguments that set
+    no seed pass; a sweep recorded with --seed=5 cannot gain seeds."""
+    seeded = new_sweep(tmp_path / "seeded", runs=1, ticks=2, plan_args=("--seeds", "2"))
+    one = new_sweep(tmp_path / "one", runs=2, ticks=2, plan_args=("--seed=5", "--time-scale=3"))
+    for sweep in (seeded, one):
+        worker = sweep.start_worker()
+        assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert {e["run_id"]: e["seed"] for e in seeded.starts()} == {"grid-0-s0": 0, "grid-0-s1": 1}
+    assert {e["run_id"]: e["seed"] for e in one.starts()} == {"grid-0": 5, "grid-1": 5}
+    before = snapshot_files(one.queue_dir)
+    grown = run_cli(
+        cli.plan,
+        "grid-plan",
+        [str(one.root / "grid.yaml"), "--extend", "--queue", str(one.queue_dir), "--seeds", "2"],
+    )
+    assert grown.code == 2
+    assert grown.err.startswith("grid-plan: --seed: --seeds 2 sets env_settings.seed"), grown.err
+    assert len(grown.err.strip().splitlines()) == 1
+    assert snapshot_files(one.queue_dir) == before
+    assert one.statuses() == {"grid-0": "done", "grid-1": "done"}
+
+
+def snapshot_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
 # -- ranking grid points -----------------------------------------------------------------
 # Each run writes two points: FIRST then LAST. --last 1 scores LAST; --last 2 their mean.
 LAST: dict[int, list[float]] = {0: [1, 2, 3, 4], 1: [10, 11, 12, 14], 2: [9, 10.5, 12.5, 13]}
@@ -217,7 +296,7 @@ def seeded_sweep(new_sweep: Callable[..., Sweep], tmp_path: Path) -> Sweep:
     )
     workers = [sweep.start_worker() for _ in range(3)]
     for worker in workers:
-        assert worker.wait(timeout=90) == 0, sweep.output(worker)
+        assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     return sweep
 
 
@@ -295,7 +374,7 @@ def test_interval_needs_two_seeds_and_iqm_four() -> None:
     assert same.ci == pytest.approx((1.1, 1.1)) and same.iqm == pytest.approx(1.1)
 
 
-def test_ties_and_verdicts_on_known_intervals() -> None:
+def test_ties_and_conclusions_on_known_intervals() -> None:
     ranked = rank(
         [
             score_point(0, [1.0, 2.0]),
@@ -307,18 +386,18 @@ def test_ties_and_verdicts_on_known_intervals() -> None:
     assert [p.point for p in ranked] == [2, 3, 0, 1]  # by mean; no scored seed: last
     tied = ties(ranked)
     assert tied == {2: False, 3: None, 0: False, 1: None}
-    assert verdict(ranked, tied, "g-2").startswith(
+    assert conclusion(ranked, tied, "g-2").startswith(
         "Point g-2 is separated by its 95% interval from every point that has one; 1 point has "
     )
     one_seed = rank([score_point(0, [3.0]), score_point(1, [4.0])])
-    assert "one seed per point" in verdict(one_seed, ties(one_seed), "g-1")
+    assert "one seed per point" in conclusion(one_seed, ties(one_seed), "g-1")
     assert ties(one_seed) == {0: None, 1: None}
 
 
 # -- the HParams dashboard -----------------------------------------------------------------
 def post(board: Board, route: str, body: dict[str, Any]) -> Any:
     response = requests.post(
-        f"{board.url}/data/plugin/hparams/{route}", data=json.dumps(body), timeout=10
+        f"{board.url}/data/plugin/hparams/{route}", data=json.dumps(body), timeout=ANSWER_S
     )
     assert response.status_code == 200, response.text[:500]
     return response.json()
@@ -344,7 +423,7 @@ def test_hparams_dashboard_lists_every_key_and_one_session_per_run(
     assert len([p for p in folder.iterdir() if p.name.endswith(hparams.SUFFIX)]) == 1
     sweep.stop("grid-1-s1", reason="by test")  # final without ever training
     worker = sweep.start_worker()
-    assert worker.wait(timeout=60) == 0, sweep.output(worker)
+    assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     report = run_cli(cli.report_command, "grid-report", ["--queue", str(queue.root)])
     assert report.code == 0, report.err
     scores = {
@@ -362,7 +441,7 @@ def test_hparams_dashboard_lists_every_key_and_one_session_per_run(
             "startIndex": 0,
             "sliceSize": 100,
         }
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + STATE_S  # TensorBoard read every session
         groups: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             groups = post(board, "session_groups", request).get("sessionGroups", [])
@@ -405,12 +484,11 @@ def test_a_training_run_shows_in_the_hparams_dashboard_while_it_trains(
     sweep = new_sweep(tmp_path, runs=1, ticks=1000, options={"default": {"step_delay": 0.05}})
     worker = sweep.start_worker()
     folder = tmp_path / "results" / "grid-0"
-    # Generous: the worker looks every 5 s while it supervises a trainer.
+    # The worker looks every 5 s while it supervises a trainer.
     sweep.wait_for(
-        lambda: folder.is_dir() and any(p.name.endswith(hparams.SUFFIX) for p in folder.iterdir()),
-        timeout=30,
+        lambda: folder.is_dir() and any(p.name.endswith(hparams.SUFFIX) for p in folder.iterdir())
     )
     assert sweep.statuses() == {"grid-0": "running"}
     assert sweep.starts("grid-0")[0]["force"] is False  # the dashboard never made the folder
     sweep.stop("grid-0")
-    assert worker.wait(timeout=30) == 0
+    assert worker.wait(timeout=EXIT_S) == 0

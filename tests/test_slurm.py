@@ -16,11 +16,22 @@ from pathlib import Path
 import pytest
 
 from mlagents_grid import cli
+from mlagents_grid.queue.job import INTERRUPTED
 
 from .conftest import BIN, ROOT, fake_trainer_command, run_cli, tree
-from .sweep import Sweep
+from .support.bounds import SWEEP_S
+from .support.sweep import Sweep
 
 SLURM_DIR = Path(os.environ.get("GRID_SLURM_DIR", "/tmp/mlagents-grid-slurm"))
+# Bounds of the SLURM commands, generous for a loaded 2-core machine (quiet figure).
+SLURM_START_S = 300  # scripts/start-slurm.sh brings up the one-node cluster (3-5 s; longer
+# the first time, when it installs Debian's packages)
+SLURM_STOP_S = 60  # scripts/stop-slurm.sh (1-2 s)
+SLURM_COMMAND_S = 60  # sinfo, sbatch (through grid-submit), squeue or scancel answers (0.1-1 s)
+# Above the waits of the array test (submit 60 + all training 60 + scancels 2 x 60 + both
+# interrupted 60 + drained 120 + squeue 60 + scancel 60 = 540 s; 20 s on a quiet machine).
+# Starting SLURM (the module fixture) is left out.
+ARRAY_TEST_S = 600
 
 
 def slurm_answers(env: dict[str, str]) -> bool:
@@ -28,7 +39,11 @@ def slurm_answers(env: dict[str, str]) -> bool:
         return False
     try:
         done = subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True, timeout=20
+            ["sinfo", "-h", "-o", "%T"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SLURM_COMMAND_S,
         )
     except subprocess.TimeoutExpired:
         return False
@@ -45,7 +60,7 @@ def slurm_env() -> Iterator[dict[str, str]]:
             ["bash", str(ROOT / "scripts" / "start-slurm.sh")],
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=SLURM_START_S,
         )
         if done.returncode != 0 or not slurm_answers(env):
             why = (done.stderr.strip().splitlines() or ["no message"])[-1]
@@ -54,7 +69,7 @@ def slurm_env() -> Iterator[dict[str, str]]:
         started = True
     yield env
     if started:
-        subprocess.run(["bash", str(ROOT / "scripts" / "stop-slurm.sh")], timeout=60)
+        subprocess.run(["bash", str(ROOT / "scripts" / "stop-slurm.sh")], timeout=SLURM_STOP_S)
 
 
 def submit(sweep: Sweep, env: dict[str, str], tasks: int) -> str:
@@ -63,7 +78,7 @@ def submit(sweep: Sweep, env: dict[str, str], tasks: int) -> str:
         env={**sweep.env, "SLURM_CONF": env["SLURM_CONF"]},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=SLURM_COMMAND_S,
     )
     assert done.returncode == 0, done.stderr
     found = re.search(rf"Submitted SLURM job (\d+): {tasks} workers", done.stdout)
@@ -72,15 +87,9 @@ def submit(sweep: Sweep, env: dict[str, str], tasks: int) -> str:
 
 
 def slurm(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=SLURM_COMMAND_S)
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-# Above its waits (submit 60 + all training 60 + scancels 2 x 30 + drained 120 + squeue 30 +
-# scancel 30 = 360 s); 28 s on an idle 2-core machine. Starting SLURM (the module fixture,
-# 300 s) is left out.
-ARRAY_TEST_S = 420
 
 
 @pytest.mark.slurm
@@ -88,11 +97,14 @@ ARRAY_TEST_S = 420
 def test_array_job_drains_the_sweep_through_a_cancel_and_a_time_limit_warning(
     slurm_env: dict[str, str], new_sweep, tmp_path: Path
 ) -> None:
+    # Every run saves a checkpoint at its first step and stays there until the test has
+    # signalled the tasks: all three tasks train at once however late SLURM starts the last.
+    signalled = tmp_path / "signalled"
     sweep = new_sweep(
         tmp_path,
         runs=6,
-        ticks=40,
-        options={"default": {"step_delay": 0.1, "checkpoint_every": 5}},
+        ticks=20,
+        options={"default": {"step_delay": 0.05, "gate_at": {"1": str(signalled)}}},
     )
     job = submit(sweep, slurm_env, 3)
     try:
@@ -107,21 +119,23 @@ def test_array_job_drains_the_sweep_through_a_cancel_and_a_time_limit_warning(
             )
             return by_task if ready else None
 
-        by_task = sweep.wait_for(training_per_task, timeout=60)
+        by_task = sweep.wait_for(training_per_task)
         cancelled, warned = by_task[f"slurm {job}_1"], by_task[f"slurm {job}_2"]
         slurm(slurm_env, "scancel", f"{job}_1")
         slurm(slurm_env, "scancel", "--batch", "--signal=INT", f"{job}_2")
-        sweep.wait_for(lambda: set(sweep.statuses().values()) == {"done"}, timeout=120)
-        sweep.wait_for(lambda: not slurm(slurm_env, "squeue", "-h", "-j", job).strip(), 30)
+        sweep.wait_for(lambda: {sweep.statuses()[r] for r in (cancelled, warned)} == {INTERRUPTED})
+        signalled.touch()
+        sweep.wait_for(lambda: set(sweep.statuses().values()) == {"done"}, timeout=SWEEP_S)
+        sweep.wait_for(lambda: not slurm(slurm_env, "squeue", "-h", "-j", job).strip())
     finally:
-        subprocess.run(["scancel", job], env=slurm_env, timeout=30)
+        subprocess.run(["scancel", job], env=slurm_env, timeout=SLURM_COMMAND_S)
 
     interrupted = {event["run_id"] for event in sweep.events("interrupted")}
     assert interrupted == {cancelled, warned}
     for row in sweep.report()["runs"]:
         run = row["run_id"]
         starts, ends = sweep.starts(run), [e for e in sweep.exits(run) if e["reason"] == "end"]
-        assert len(ends) == 1 and ends[0]["step"] == 40, run
+        assert len(ends) == 1 and ends[0]["step"] == 20, run
         if run in interrupted:
             assert [s["resume"] for s in starts] == [False, True], run
             assert starts[1]["start_step"] > 0
@@ -148,7 +162,7 @@ def test_a_job_sbatch_refuses_exits_2_with_its_reason_and_changes_nothing(
         env={**sweep.env, "SLURM_CONF": slurm_env["SLURM_CONF"]},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=SLURM_COMMAND_S,
     )
     assert done.returncode == 2
     assert done.stderr.startswith("grid-submit: sbatch refused the job: ")
@@ -195,7 +209,7 @@ def test_the_script_gives_the_worker_the_tasks_gpus(new_sweep, tmp_path: Path) -
     script = tmp_path / "worker.sbatch"
     script.write_text(result.out)
     env = {**sweep.env, "CUDA_VISIBLE_DEVICES": "4,7"}
-    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=60)
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=SWEEP_S)
     assert done.returncode == 0, done.stderr
     start = sweep.starts("grid-0")[0]
     assert (start["device"], start["cuda_visible"]) == ("cuda:0", "4,7")

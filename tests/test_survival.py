@@ -20,14 +20,17 @@ import psutil
 import pytest
 
 from mlagents_grid import cli
+from mlagents_grid.run.trainer import TERM_GRACE
 
 from .conftest import BIN, ROOT, fake_trainer_command, run_cli
-from .sweep import Sweep
+from .support.bounds import EXIT_S, REAP_S, REPEATED_TEST_S, SWEEP_S
+from .support.sweep import Sweep
 
-# Generous bounds for waits on a loaded machine: the escalation itself runs on its own
-# clock (grace, then TERM_GRACE); the margin is for scheduling only.
-ESCALATION_MARGIN = 2.0
-QUICK_TRAINER = Path(__file__).resolve().parent / "quick_trainer.sh"
+# The escalation runs on its own clock (grace, then TERM_GRACE); this generous margin is for
+# scheduling only: noticing the worker's death, signalling, reaping (under 1 s, loaded).
+ESCALATION_MARGIN_S = 15
+STORM_SCRIPT_S = 60  # the 3 s wakeup storm script has ended (3.2 s, loaded)
+QUICK_TRAINER = Path(__file__).resolve().parent / "support" / "quick_trainer.sh"
 QUEUE_FOLDERS = ("state", "final", "kill", "exits")
 
 
@@ -47,7 +50,7 @@ def strace(command: list[str], out: Path, env: dict[str, str]) -> list[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=SWEEP_S,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return out.read_text().splitlines()
@@ -94,12 +97,13 @@ def test_every_state_write_is_write_fsync_rename_fsync_folder(
         sweep.env,
     )
     found = durable_writes(stop + work, queue)
+    # Each under the generation of the claim that wrote it (grid-stop's, the worker's).
     expected = {
         "kill/grid-1",
-        "final/grid-1.json",
-        "state/grid-0.json",
-        "exits/grid-0.json",
-        "final/grid-0.json",
+        "final/grid-1.g1.json",
+        "state/grid-0.g1.json",
+        "exits/grid-0.g1.json",
+        "final/grid-0.g1.json",
     }
     assert expected <= set(found), found
     for target, orders in found.items():
@@ -134,27 +138,29 @@ def test_an_orphan_ignoring_sigint_is_escalated_by_the_launcher_after_its_worker
         ticks=1000,
         options={"default": {"step_delay": 0.05, "ignore_sigint": True, "spawn_child": True}},
     )
-    worker = sweep.start_worker("--grace", "3")
+    grace = 3
+    worker = sweep.start_worker("--grace", str(grace))
     child_file = sweep.root / "results" / "grid-0" / "child.pid"
     sweep.wait_for(child_file.exists)
     child = psutil.Process(int(child_file.read_text()))
     trainer = psutil.Process(sweep.starts("grid-0")[0]["pid"])
     worker.send_signal(signal.SIGKILL)
-    worker.wait(timeout=10)
+    worker.wait(timeout=REAP_S)
     killed_at = time.monotonic()
-    _, alive = psutil.wait_procs([trainer, child], timeout=3 + 5 + ESCALATION_MARGIN)
+    _, alive = psutil.wait_procs([trainer, child], timeout=grace + TERM_GRACE + ESCALATION_MARGIN_S)
     assert not alive, f"alive {time.monotonic() - killed_at:.1f}s after the worker died: {alive}"
-    sweep.wait_for(lambda: sweep.statuses() == {"grid-0": "interrupted"}, timeout=10)
-    record = sweep.queue.read_exit("grid-0")
+    sweep.wait_for(lambda: sweep.statuses() == {"grid-0": "interrupted"})
+    record = sweep.exit_record("grid-0")
     assert record is not None and record["stop"] == "orphaned"
     assert record["exit_code"] in (-signal.SIGTERM, -signal.SIGKILL)
     sweep.options = {"default": {"step_delay": 0.01}}
     again = sweep.start_worker()
-    assert again.wait(timeout=60) == 0, sweep.output(again)
+    assert again.wait(timeout=SWEEP_S) == 0, sweep.output(again)
     assert sweep.statuses() == {"grid-0": "done"}
     assert sweep.report()["runs"][0]["failures"] == 0
 
 
+@pytest.mark.timeout(REPEATED_TEST_S)
 def test_sigterm_to_worker_and_trainer_at_once_is_an_interruption_20_times_in_a_row(
     new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
@@ -170,7 +176,7 @@ def test_sigterm_to_worker_and_trainer_at_once_is_an_interruption_20_times_in_a_
         for pid in (worker.pid, trainer)[:: 1 if attempt % 2 else -1]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        assert worker.wait(timeout=30) == 128 + signal.SIGTERM, sweep.output(worker)
+        assert worker.wait(timeout=EXIT_S) == 128 + signal.SIGTERM, sweep.output(worker)
         run = sweep.report()["runs"][0]
         assert (run["status"], run["failures"]) == ("interrupted", 0), (attempt, run)
         assert [e["event"] for e in sweep.events() if e.get("run_id") == "grid-0"] == [
@@ -180,26 +186,29 @@ def test_sigterm_to_worker_and_trainer_at_once_is_an_interruption_20_times_in_a_
         assert "stopping" in sweep.output(worker) or "interrupted" in sweep.output(worker)
 
 
-def test_a_status_loop_probing_as_fast_as_it_can_never_makes_a_claim_fail(
+def test_a_status_loop_reading_as_fast_as_it_can_never_makes_a_claim_fail(
     new_sweep: Callable[..., Sweep], tmp_path: Path
 ) -> None:
     sweep = new_sweep(tmp_path, runs=200, ticks=1, options={"default": {"step_delay": 0.0}})
-    # Twenty runs a dead worker left running: the ones readers probe and claimers take over.
-    from mlagents_grid.claims import Claimer
+    # Twenty runs a dead worker left running: the ones readers look at and claimers take over.
+    from mlagents_grid.queue import transitions
+    from mlagents_grid.queue.claims import Claimer
+    from mlagents_grid.queue.ownership import Claims, Host, Identity, Process
 
-    dead = Claimer(sweep.queue, "dead", 3)
+    dead = Claimer(sweep.queue, Claims(Identity(Host.this(), Process(2**22 + 3, 1.0)), 120.0))
     for _ in range(20):
         claim = dead.next()
         assert claim is not None
-        sweep.queue.start_attempt(claim, attempts=1, worker="dead")
-        claim.release()
+        started = transitions.started(claim.state, attempts=1, worker="dead")
+        assert sweep.queue.ledger.write(claim.hold, started)
     stop = threading.Event()
     probes = Counter[str]()
 
     def probe() -> None:
         while not stop.is_set():
             for run_id in sweep.queue.sweep.run_ids[:40]:
-                probes[str(sweep.queue.is_held(run_id))] += 1
+                probes[str(sweep.queue.owner(run_id).liveness)] += 1
+            sweep.queue.running()
 
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
@@ -209,10 +218,10 @@ def test_a_status_loop_probing_as_fast_as_it_can_never_makes_a_claim_fail(
             for _ in range(3)
         ]
         for worker in workers:
-            assert worker.wait(timeout=300) == 0, sweep.output(worker)
+            assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     finally:
         stop.set()
-        prober.join(timeout=30)
+        prober.join(timeout=EXIT_S)
     assert sum(probes.values()) > 100
     assert set(sweep.statuses().values()) == {"done"}
 
@@ -222,15 +231,16 @@ def test_a_trainer_that_killed_its_worker_and_then_finished_is_done_and_never_re
 ) -> None:
     sweep = new_sweep(tmp_path, runs=1, ticks=5, options={"default": {"kill_worker_at_end": True}})
     worker = sweep.start_worker()
-    assert worker.wait(timeout=30) == -signal.SIGKILL
-    sweep.wait_for(lambda: sweep.queue.read_exit("grid-0") is not None, timeout=10)
+    assert worker.wait(timeout=SWEEP_S) == -signal.SIGKILL
+    sweep.wait_for(lambda: sweep.exit_record("grid-0") is not None)
     again = sweep.start_worker()
-    assert again.wait(timeout=30) == 0, sweep.output(again)
+    assert again.wait(timeout=SWEEP_S) == 0, sweep.output(again)
     assert len(sweep.starts("grid-0")) == 1
     assert sweep.statuses() == {"grid-0": "done"}
     assert "after its worker died; recorded done" in sweep.output(again)
 
 
+@pytest.mark.timeout(REPEATED_TEST_S)
 @pytest.mark.slow
 def test_kill_9_storm_with_a_trainer_that_cannot_resume_completes_no_run_twice(
     new_sweep: Callable[..., Sweep], tmp_path: Path
@@ -251,10 +261,10 @@ def test_kill_9_storm_with_a_trainer_that_cannot_resume_completes_no_run_twice(
             time.sleep(0.4)
             victim = live.pop(0)
             victim.send_signal(signal.SIGKILL)
-            victim.wait(timeout=10)
+            victim.wait(timeout=REAP_S)
             live.append(start())
         for worker in live:
-            assert worker.wait(timeout=300) == 0
+            assert worker.wait(timeout=SWEEP_S) == 0
     finally:
         for worker in live:
             if worker.poll() is None:
@@ -276,7 +286,7 @@ def test_a_worker_whose_launcher_was_killed_stops_and_fails_no_run(
         options={"default": {"step_delay": 0.02}, "runs": {"grid-0": {"kill_launcher": True}}},
     )
     worker = sweep.start_worker()
-    assert worker.wait(timeout=60) == 1, sweep.output(worker)
+    assert worker.wait(timeout=SWEEP_S) == 1, sweep.output(worker)
     output = sweep.output(worker)
     assert "the trainer launcher died" in output and "Traceback" not in output
     assert sweep.statuses()["grid-0"] == "interrupted"
@@ -284,7 +294,7 @@ def test_a_worker_whose_launcher_was_killed_stops_and_fails_no_run(
     assert len(sigints) == 1  # its trainer still got its one stop, and saved
     assert "failed" not in sweep.statuses().values()
     again = sweep.start_worker()
-    assert again.wait(timeout=120) == 0, sweep.output(again)
+    assert again.wait(timeout=SWEEP_S) == 0, sweep.output(again)
     assert set(sweep.statuses().values()) == {"done"}
     assert all(run["failures"] == 0 for run in sweep.report()["runs"])
 
@@ -300,8 +310,9 @@ def test_a_trainer_that_cannot_start_stops_the_worker_and_leaves_every_run_pendi
         [
             sys.executable,
             "-c",
-            "import os, sys; from mlagents_grid import cli; check = cli.trainer_command; "
-            "cli.trainer_command = lambda given: [check(given)[0], os.unlink(given)][:1]; "
+            "import os, sys; from mlagents_grid import cli; from mlagents_grid.run import worker; "
+            "check = worker.trainer_command; "
+            "worker.trainer_command = lambda given: [check(given)[0], os.unlink(given)][:1]; "
             "sys.argv = ['grid-worker', *sys.argv[2:]]; cli.worker_main()",
             str(trainer),
             "--queue",
@@ -311,7 +322,7 @@ def test_a_trainer_that_cannot_start_stops_the_worker_and_leaves_every_run_pendi
         ]
     )
     # The trainer is checked when the worker starts, then vanishes before the first run.
-    assert worker.wait(timeout=60) == 1, sweep.output(worker)
+    assert worker.wait(timeout=EXIT_S) == 1, sweep.output(worker)
     output = sweep.output(worker)
     assert "3 trainers in a row could not start" in output
     assert set(sweep.statuses().values()) == {"pending"}
@@ -336,7 +347,11 @@ def test_wakeups_from_a_signal_handler_never_deadlock(tmp_path: Path) -> None:
         "print('ok')\n"
     )
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=STORM_SCRIPT_S,
+        cwd=ROOT,
     )
     assert done.stdout.strip() == "ok", done.stderr
 
@@ -355,7 +370,7 @@ def test_grid_show_prints_the_config_and_the_command_a_worker_would_run(
     assert "--run-id grid-1" in command.out and "--no-graphics" in command.out
     assert "--resume" not in command.out
     worker = sweep.start_worker()
-    assert worker.wait(timeout=60) == 0
+    assert worker.wait(timeout=SWEEP_S) == 0
     assert sweep.queue.paths.config_file("grid-1").read_text() == shown.out
     again = run_cli(cli.show_command, "grid-show", [*queue, "grid-1", "--command"])
     assert again.out.split()[-2:] == ["--resume", "--no-graphics"]
@@ -391,5 +406,5 @@ def test_trainers_that_exit_at_once_are_all_heard(
     sweep = new_sweep(tmp_path, runs=300, ticks=1)
     workers = [sweep.start(sweep.command("grid-worker", "--trainer", "true")) for _ in range(2)]
     for worker in workers:
-        assert worker.wait(timeout=90) == 0, sweep.output(worker)
+        assert worker.wait(timeout=SWEEP_S) == 0, sweep.output(worker)
     assert set(sweep.statuses().values()) == {"done"}

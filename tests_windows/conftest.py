@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import runner_support as support
+from tests.support import runner_support as support
 
 
 def wine_version() -> str | None:

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from filelock import FileLock
 
-from tests import runner_support as support
+from tests.support import runner_support as support
 
 
 def _own_console() -> dict[str, Any]:
@@ -24,9 +23,9 @@ def _own_console() -> dict[str, Any]:
     return {"start_new_session": True}
 
 
-def _runner_argv(results: Path, lock: Path) -> list[str]:
+def _runner_argv(results: Path) -> list[str]:
     return [
-        sys.executable, "-m", "mlagents_grid.runner", "--grace", "30", "--hold", str(lock),
+        sys.executable, "-m", "mlagents_grid.run.runner", "--grace", "30",
         "--title", f"grid {support.RUN_ID}", "--",
         "config.yaml", "--run-id", support.RUN_ID, "--results-dir", str(results),
     ]  # fmt: skip
@@ -37,7 +36,7 @@ def test_new_console_log_file_and_stop_line(results: Path) -> None:
     out = results / support.RUN_ID
     with open(log_path, "wb") as log:
         runner = subprocess.Popen(
-            _runner_argv(results, results / "run.lock"),
+            _runner_argv(results),
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -76,11 +75,10 @@ DYING_WORKER = textwrap.dedent(
 def test_runner_saves_when_its_worker_dies(results: Path) -> None:
     import json
 
-    lock = results / "run.lock"
     out = results / support.RUN_ID
     worker = subprocess.Popen(
         [sys.executable, "-c", DYING_WORKER,
-         json.dumps([_runner_argv(results, lock), support.child_env(), _own_console()])],
+         json.dumps([_runner_argv(results), support.child_env(), _own_console()])],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -96,8 +94,6 @@ def test_runner_saves_when_its_worker_dies(results: Path) -> None:
         support.wait_until(lambda: not support.alive(runner_pid), 60, "the runner to stop")
         assert (out / "checkpoint.txt").exists()
         assert (out / "interrupts.txt").read_text() == "1"
-        with FileLock(lock, thread_local=False).acquire(timeout=10):
-            pass
     finally:
         for pid in (worker.pid, runner_pid):
             if pid and support.alive(pid):

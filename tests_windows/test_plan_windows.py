@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.runner_support import child_env
+from tests.support.runner_support import child_env
 
 CONFIG = """\
 behaviors:
@@ -20,11 +20,6 @@ behaviors:
 """
 
 
-# Known bug, reported to the core package: Queue.create (mlagents_grid/queue.py) writes job
-# files with os.open(..., dir_fd=...) on a directory opened with os.open, and Windows supports
-# neither (PermissionError on the directory; os.open is not in os.supports_dir_fd), so
-# grid-plan fails with "cannot write the queue (Permission denied)" on any Windows, not only
-# under Wine. Strict: once it is fixed this test passes and the marker must go.
 def test_grid_plan_two_runs(tmp_path: Path) -> None:
     config = tmp_path / "ball.yaml"
     config.write_text(CONFIG)
@@ -63,3 +58,13 @@ def test_grid_plan_two_runs(tmp_path: Path) -> None:
     )
     assert status.returncode == 0, status.stderr
     assert "ball-0" in status.stdout and "ball-1" in status.stdout
+
+
+def test_python_m_and_the_console_scripts_list_the_same_tools(tmp_path: Path) -> None:
+    """The console scripts as pip installs them (here: make test-windows writes the package's
+    metadata from pyproject.toml) are exactly the tools `python -m mlagents_grid` knows."""
+    from tests.test_main import console_scripts, listed_tools
+
+    scripts = console_scripts()
+    assert {"grid-show", "grid-retry"} <= scripts
+    assert set(listed_tools(tmp_path)) == scripts

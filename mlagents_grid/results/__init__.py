@@ -1,0 +1,1 @@
+"""Results: what runs reported, read back to stop, rank, show and report them."""

@@ -1,0 +1,1 @@
+"""Run: workers claim runs from the queue and train each with mlagents-learn."""
