@@ -12,6 +12,13 @@ import contextlib
 import select
 import signal
 import socket
+from collections.abc import Callable
+
+# What stops a worker or a monitor: Ctrl-C, SIGTERM (scancel, a shutdown) and, on Windows,
+# Ctrl+Break and the closing of its console window, which Python both receives as SIGBREAK.
+STOP_SIGNALS = tuple(
+    s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGBREAK", None)) if s is not None
+)
 
 
 class Wakeup:
@@ -45,3 +52,16 @@ class Wakeup:
     def close(self) -> None:
         self._read.close()
         self._write.close()
+
+
+def catch_stop_signals(handler: Callable[[int, object], None], wake: Wakeup) -> None:
+    """Install `handler` for every stop signal, and have each signal wake `wake` at once.
+
+    A handler that only records the signal, where KeyboardInterrupt would be raised at any
+    bytecode: inside a `threading` lock's bookkeeping it can leave the lock held, and the
+    process hangs on its way out. Without the wake-up, a wait in `wake.wait` on Windows would
+    see its Ctrl-C only when it times out: Winsock's select() is not interrupted by a signal.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+    wake.wake_on_signals()

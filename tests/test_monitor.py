@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -16,6 +17,7 @@ import pytest
 
 from mlagents_grid.plan.conditions import StopCondition
 from mlagents_grid.queue.job import Job
+from mlagents_grid.queue.ownership import ClaimFolder
 from mlagents_grid.results.metrics import MetricsUnavailable, TensorBoardClient
 from mlagents_grid.results.monitor import Monitor, conditions_met
 
@@ -295,3 +297,50 @@ def test_the_monitor_reads_a_job_again_once_grid_retry_rewrote_its_opt_stop(
     )
     assert monitor._job("grid-0").conditions[0].min == 50  # the cheap read: kept
     assert monitor._job("grid-0", current=True).conditions == relaxed
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_ends_a_busy_monitor_and_lets_go_of_its_seat(
+    made: list[Sweep | Board], tmp_path: Path, signum: int
+) -> None:
+    """Ctrl-C, or SIGTERM from a shutdown or scancel, while event files keep changing under
+    the monitor's watch: it ends with 128 + the signal and says so, and a monitor started
+    next acts at once (a killed one would leave its seat held for a lease)."""
+    sweep = Sweep(tmp_path, runs=1, stops={"3DBall": LOW})
+    made.append(sweep)
+    results = tmp_path / "results"
+    command = sweep.command("grid-monitor", "--logdir", str(results), "--forever")
+    first = sweep.start(command)
+    sweep.wait_for(lambda: sweep.events("monitor-started"))
+    done = threading.Event()
+
+    def keep_writing() -> None:  # what trainers and workers do to a results folder
+        n = 0
+        while not done.is_set() and n < 2000:
+            nested = results / f"grid-{n}" / "3DBall" / "checkpoints"
+            nested.mkdir(parents=True)
+            (nested / "events.tmp").write_bytes(b"x" * 64)
+            n += 1
+            time.sleep(0.001)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        time.sleep(0.5)  # the watch relays writes to the monitor's loop
+        first.send_signal(signum)
+        assert first.wait(timeout=EXIT_S) == 128 + signum, sweep.output(first)
+    finally:
+        done.set()
+        writer.join()
+    said = sweep.output(first)
+    assert f"monitor stopped by {signal.Signals(signum).name}" in said
+    # Log lines only: no traceback, and none of watchdog's warnings about folders it found
+    # twice while they were being made.
+    assert all(line.startswith("[") for line in said.splitlines()), said[:2000]
+    seat = ClaimFolder(sweep.queue.paths.monitor_claims, "monitor").look().owner
+    assert seat is not None and seat.released
+    second = sweep.start(command)
+    sweep.wait_for(lambda: len(sweep.events("monitor-started")) == 2)
+    second.send_signal(signal.SIGINT)
+    assert second.wait(timeout=EXIT_S) == 130, sweep.output(second)
+    assert "standing by" not in sweep.output(second)

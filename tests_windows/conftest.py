@@ -6,7 +6,6 @@ Windows-only checks then skip.
 
 from __future__ import annotations
 
-import ctypes
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,17 +14,7 @@ import pytest
 
 from tests.support import runner_support as support
 
-
-def wine_version() -> str | None:
-    """Wine's version when this Windows process runs under Wine, else None."""
-    if sys.platform != "win32":
-        return None
-    try:
-        get = ctypes.WinDLL("ntdll").wine_get_version
-    except (AttributeError, OSError):
-        return None
-    get.restype = ctypes.c_char_p
-    return str(get().decode())
+from .wine import wine_version
 
 
 def pytest_report_header() -> str:

@@ -21,8 +21,8 @@ import pytest
 
 from tests.support import runner_support as support
 
-from .conftest import wine_version
 from .test_worker_windows import BEHAVIOR, WindowsSweep, ledger, made, starts
+from .wine import started, wine_version
 
 __all__ = ["made"]  # the fixture, used here by name
 
@@ -61,12 +61,14 @@ SEND_CTRL_C = textwrap.dedent(
 
 
 def send_ctrl_c_to_console_of(pid: int) -> int:
-    helper = subprocess.run(
-        [sys.executable, "-c", SEND_CTRL_C, str(pid)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=support.START_TIMEOUT,
-        creationflags=subprocess.DETACHED_PROCESS,  # type: ignore[attr-defined]
+    helper = started(
+        lambda: subprocess.run(
+            [sys.executable, "-c", SEND_CTRL_C, str(pid)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=support.START_TIMEOUT,
+            creationflags=subprocess.DETACHED_PROCESS,  # type: ignore[attr-defined]
+        )
     )
     return helper.returncode
 

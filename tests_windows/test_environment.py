@@ -16,7 +16,7 @@ from filelock import FileLock, Timeout
 
 from tests.support.runner_support import alive, wait_until
 
-from .conftest import wine_version
+from .wine import started, wine_version
 
 # Holds the lock named by argv[1], says so on stdout, then sleeps until killed.
 HOLDER = """
@@ -30,12 +30,14 @@ time.sleep(600)
 
 
 def _python(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        **kwargs,  # type: ignore[call-overload]
+    return started(
+        lambda: subprocess.Popen(
+            [sys.executable, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            **kwargs,  # type: ignore[call-overload]
+        )
     )
 
 

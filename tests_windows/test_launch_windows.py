@@ -14,6 +14,8 @@ import psutil
 
 from tests.support import runner_support as support
 
+from .wine import started
+
 
 def _own_console() -> dict[str, Any]:
     if sys.platform == "win32":
@@ -35,13 +37,15 @@ def test_new_console_log_file_and_stop_line(results: Path) -> None:
     log_path = results / "trainer log.txt"
     out = results / support.RUN_ID
     with open(log_path, "wb") as log:
-        runner = subprocess.Popen(
-            _runner_argv(results),
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=support.child_env(),
-            **_own_console(),
+        runner = started(
+            lambda: subprocess.Popen(
+                _runner_argv(results),
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=support.child_env(),
+                **_own_console(),
+            )
         )
     try:
         support.wait_until(lambda: (out / "step").exists(), support.START_TIMEOUT, "training")
@@ -76,13 +80,13 @@ def test_runner_saves_when_its_worker_dies(results: Path) -> None:
     import json
 
     out = results / support.RUN_ID
-    worker = subprocess.Popen(
+    worker = started(lambda: subprocess.Popen(
         [sys.executable, "-c", DYING_WORKER,
          json.dumps([_runner_argv(results), support.child_env(), _own_console()])],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    ))  # fmt: skip
     runner_pid = 0
     try:
         assert worker.stdout is not None and worker.stdin is not None

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tests.support.runner_support import child_env
 
+from .wine import started
+
 CONFIG = """\
 behaviors:
   Ball:
@@ -25,36 +27,40 @@ def test_grid_plan_two_runs(tmp_path: Path) -> None:
     config.write_text(CONFIG)
     queue = tmp_path / "my sweeps" / "ball"
     results = tmp_path / "my results"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlagents_grid",
-            "grid-plan",
-            str(config),
-            "--queue",
-            str(queue),
-            "--results-dir",
-            str(results),
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=child_env(),
+    done = started(
+        lambda: subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mlagents_grid",
+                "grid-plan",
+                str(config),
+                "--queue",
+                str(queue),
+                "--results-dir",
+                str(results),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child_env(),
+        )
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Planned 2 runs of ball" in done.stdout
     assert (queue / "config_info.txt").read_text() == (
         "ball-0 - Ball - beta: 0.001\nball-1 - Ball - beta: 0.002\n"
     )
-    status = subprocess.run(
-        [sys.executable, "-m", "mlagents_grid", "grid-status", "--queue", str(queue), "--json"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=child_env(),
+    status = started(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "mlagents_grid", "grid-status", "--queue", str(queue), "--json"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child_env(),
+        )
     )
     assert status.returncode == 0, status.stderr
     assert "ball-0" in status.stdout and "ball-1" in status.stdout

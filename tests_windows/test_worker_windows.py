@@ -23,6 +23,8 @@ import pytest
 
 from tests.support import runner_support as support
 
+from .wine import started
+
 BEHAVIOR = "3DBall"
 GENEROUS_S = 60  # a wait that ends early unless the behaviour under test is missing
 
@@ -62,14 +64,16 @@ class WindowsSweep:
         env = support.child_env()
         env["GRID_RUNNER"] = "1"
         env.pop("GRID_TRAINER", None)
-        return subprocess.Popen(
-            [sys.executable, "-m", "mlagents_grid", name, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.root,
-            **popen,
+        return started(
+            lambda: subprocess.Popen(
+                [sys.executable, "-m", "mlagents_grid", name, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.root,
+                **popen,
+            )
         )
 
     def worker(self, *args: str, grace: float = 20, **popen: Any) -> subprocess.Popen[bytes]:
@@ -251,7 +255,7 @@ def test_a_signal_wakes_a_waiting_worker_at_once(tmp_path: Path) -> None:
         """\
         import signal, sys, threading, time
         from mlagents_grid.wakeup import Wakeup
-        from mlagents_grid.run.worker import catch_stop_signals
+        from mlagents_grid.wakeup import catch_stop_signals
         wake, caught = Wakeup(), []
         catch_stop_signals(lambda signum, _frame: caught.append(signum), wake)
         threading.Timer(0.5, signal.raise_signal, [signal.SIGINT]).start()
@@ -260,14 +264,16 @@ def test_a_signal_wakes_a_waiting_worker_at_once(tmp_path: Path) -> None:
         print(woken, caught == [signal.SIGINT], flush=True)
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(GENEROUS_S)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=GENEROUS_S + support.START_TIMEOUT,
-        env=support.child_env(),
-        cwd=tmp_path,
+    done = started(
+        lambda: subprocess.run(
+            [sys.executable, "-c", script, str(GENEROUS_S)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=GENEROUS_S + support.START_TIMEOUT,
+            env=support.child_env(),
+            cwd=tmp_path,
+        )
     )
     assert done.stdout.split() == ["True", "True"], done.stdout + done.stderr
 
@@ -289,13 +295,17 @@ def test_appends_of_four_workers_to_events_jsonl_are_all_there(tmp_path: Path) -
             queue.record("appended", name, n=n, padding="x" * (n % 50))
         """
     )
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(tmp_path), f"w{i}", str(per_worker), str(go)],
-            stdin=subprocess.DEVNULL,
-            env=support.child_env(),
-        )
+    argvs = [
+        [sys.executable, "-c", script, str(tmp_path), f"w{i}", str(per_worker), str(go)]
         for i in range(4)
+    ]
+    writers = [
+        started(
+            lambda argv=argv: subprocess.Popen(  # type: ignore[misc]
+                argv, stdin=subprocess.DEVNULL, env=support.child_env()
+            )
+        )
+        for argv in argvs
     ]
     try:
         time.sleep(1.0)  # all four started, waiting for the go

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
+import signal
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from ..queue.folder import Job, Queue
 from ..queue.job import Event
 from ..queue.ownership import ClaimFolder, Claims, Hold, Identity
 from ..run.watch import FolderWatch
+from ..wakeup import Wakeup, catch_stop_signals
 from .metric_source import metric_source
 from .metrics import MetricsUnavailable, Scalar, tensorboard_run
 from .rung_monitor import RungMonitor
@@ -80,7 +81,7 @@ class Monitor:
         self.metrics = metric_source(tensorboard, logdir)
         self.claims = Claims(Identity.this(), queue.sweep.lease)
         self.identity = f"grid-monitor {self.claims.identity.by}"
-        self.wake = threading.Event()
+        self.signals: list[int] = []
         self.outage: str | None = None
         self._jobs: dict[str, Job] = {}
         self._job_keys: dict[str, tuple[int, int] | None] = {}
@@ -175,31 +176,42 @@ class Monitor:
         return met
 
     def run(self) -> int:
+        """Watch until every run is final (or, --forever, until a stop signal): 0, or 128 +
+        the signal's number. A signal is acted on between steps, never inside one, so the
+        seat is let go and the watches end however busy the monitor was."""
         say(
             f"monitor watching {self.queue.root} with {self.metrics.description}, "
             f"every {self.interval:g}s"
         )
+        wake = Wakeup()
+        catch_stop_signals(self._on_signal, wake)
+
+        def woken(_path: str) -> None:
+            wake.set()
+
         try:
             if self.metrics.folder is None:
-                return self._loop()
+                return self._loop(wake)
             # Metrics written to a folder: react to each write; the queue: pick up runs as
             # they start.
             queue_folders = [self.queue.paths.state_dir, self.queue.paths.final_dir]
             with (
-                FolderWatch(queue_folders, self._wake, self.polling),
-                FolderWatch([self.metrics.folder], self._wake, self.polling, recursive=True),
+                FolderWatch(queue_folders, woken, self.polling),
+                FolderWatch([self.metrics.folder], woken, self.polling, recursive=True),
             ):
-                return self._loop()
+                return self._loop(wake)
         finally:
             if self.seat is not None:
                 self.seat.release()
+            wake.close()
 
-    def _wake(self, _path: str) -> None:
-        self.wake.set()
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.signals.append(signum)
 
-    def _sit(self) -> bool:
+    def _sit(self, wake: Wakeup) -> bool:
         """Hold the queue's one monitor seat, standing by while another monitor holds it
-        (on any host: its lease tells); False when every run became final meanwhile."""
+        (on any host: its lease tells); False when every run became final meanwhile, or a
+        stop signal came."""
         if self.seat is not None:
             lost = self.seat.lost
             if lost is None:
@@ -223,22 +235,28 @@ class Monitor:
                 other = owner.by if owner is not None else "unknown"
                 say(f"another monitor is active ({other}); standing by until it stops")
                 waiting = True
-            if not self.forever and self.queue.all_final():
+            if self.signals or (not self.forever and self.queue.all_final()):
                 return False
-            time.sleep(min(STANDBY_POLL, self.claims.lease / 4))
+            self._stand_by(wake, min(STANDBY_POLL, self.claims.lease / 4))
 
-    def _loop(self) -> int:
+    def _stand_by(self, wake: Wakeup, seconds: float) -> None:
+        """Sleep that only a stop signal ends early: writes to watched folders, which wake
+        an acting monitor, do not make a standing-by one poll faster."""
+        until = time.monotonic() + seconds
+        while not self.signals and (left := until - time.monotonic()) > 0:
+            wake.wait(left)
+
+    def _loop(self, wake: Wakeup) -> int:
         while True:
-            if not self._sit():
+            if self._sit(wake) and not self.signals:
+                self.check()
+            if self.signals:
+                name = signal.Signals(self.signals[0]).name
+                say(f"monitor stopped by {name}")
+                return 128 + self.signals[0]
+            if self.seat is None or (not self.forever and self.queue.all_final()):
                 say("every run is final; monitor exiting")
                 return 0
-            self.check()
-            if not self.forever and self.queue.all_final():
-                say("every run is final; monitor exiting")
-                return 0
-            if self.metrics.folder is not None:
-                self.wake.wait(self.interval)
+            wake.wait(self.interval)
+            if self.metrics.folder is not None and not self.signals:
                 time.sleep(SETTLE)
-            else:
-                time.sleep(self.interval)
-            self.wake.clear()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -14,6 +17,25 @@ from watchdog.observers.polling import PollingObserver
 from ..queue.mounts import is_shared
 
 POLL_INTERVAL = 1.0  # seconds between looks at a shared folder, where inotify sees no other host
+# How long leaving a watch may take before the process goes on without it (its threads are
+# daemons and end with the process).
+STOP_WAIT = 5.0
+
+# watchdog 7's recursive inotify watch warns, with its whole table of watches (kilobytes per
+# line), each time a new folder is scanned while its creation event is queued: trainers make
+# such folders all the time, and the watch is right either way.
+warnings.filterwarnings(
+    "ignore", message="Callback with id", category=RuntimeWarning, module="watchdog"
+)
+
+
+def _not_the_stop_race(record: logging.LogRecord) -> bool:
+    """watchdog 7 logs an error when a watch is stopped while its thread reads an event:
+    harmless, and every stop of a busy watch would end with it."""
+    return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_not_the_stop_race)
 
 
 class _Relay(FileSystemEventHandler):
@@ -55,5 +77,9 @@ class FolderWatch:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.observer.stop()
-        self.observer.join(timeout=5)
+        # watchdog's stop waits for its emitter threads with no timeout: were one stuck, a
+        # worker or monitor told to stop would never get to let go of its claims.
+        stopping = threading.Thread(target=self.observer.stop, name="watch-stop", daemon=True)
+        stopping.start()
+        stopping.join(STOP_WAIT)
+        self.observer.join(STOP_WAIT)

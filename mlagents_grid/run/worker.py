@@ -31,7 +31,7 @@ from ..queue.folder import Claim, Queue
 from ..queue.job import DONE, FAILED, FINAL, INTERRUPTED, PAUSED, RUNNING, STOPPED, Event
 from ..queue.outcome import Outcome, StopBy, decide
 from ..queue.ownership import Claims, Hold, Identity
-from ..wakeup import Wakeup
+from ..wakeup import Wakeup, catch_stop_signals
 from .launcher import start_launcher
 from .slurm import slurm_label
 from .supervisor import TrainerHandle
@@ -53,22 +53,6 @@ ORPHAN_POLL = 0.1
 BUSY_RECHECK = 1.0
 # Set to 1 to start mlagents-learn through runner.py on any platform (always on Windows).
 RUNNER_ENV = "GRID_RUNNER"
-# What stops a worker: Ctrl-C, SIGTERM (scancel, a shutdown) and, on Windows, Ctrl+Break and
-# the closing of its console window, which Python both receives as SIGBREAK.
-STOP_SIGNALS = tuple(
-    s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGBREAK", None)) if s is not None
-)
-
-
-def catch_stop_signals(handler: Callable[[int, object], None], wake: Wakeup) -> None:
-    """Install `handler` for every stop signal, and have each signal wake `wake` at once.
-
-    Without the wake-up, a worker waiting in `wake.wait` on Windows would see its Ctrl-C only
-    when the wait times out: Winsock's select() is not interrupted by a signal.
-    """
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, handler)
-    wake.wake_on_signals()
 
 
 @dataclass
