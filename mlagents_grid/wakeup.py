@@ -26,6 +26,7 @@ class Wakeup:
         self._read, self._write = socket.socketpair()
         self._read.setblocking(False)
         self._write.setblocking(False)
+        self._on_signals = False
 
     def set(self) -> None:
         """Wake the waiter; from any thread or signal handler, any number of times."""
@@ -39,6 +40,7 @@ class Wakeup:
         ends at once, where Winsock's select() would not be interrupted by the signal.
         """
         signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+        self._on_signals = True
 
     def wait(self, timeout: float | None = None) -> bool:
         """Sleep until `set` was called (since the last wait) or `timeout` passed."""
@@ -50,6 +52,10 @@ class Wakeup:
         return woken
 
     def close(self) -> None:
+        """Close both ends; signals stop writing to this one first (a signal that came after
+        would be written to a closed, perhaps reused, descriptor)."""
+        if self._on_signals:
+            signal.set_wakeup_fd(-1)
         self._read.close()
         self._write.close()
 

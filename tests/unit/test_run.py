@@ -25,6 +25,7 @@ from mlagents_grid.run.launcher import launcher_type
 from mlagents_grid.run.supervisor import Supervisor
 from mlagents_grid.run.trainer import TERM_GRACE, Step, StopSequence
 from mlagents_grid.run.worker import resume_mode, trainer_argv
+from mlagents_grid.wakeup import Wakeup
 from tests.conftest import run_cli
 from tests.support import runner_support as support
 from tests.support.bounds import EXIT_S, STATE_S
@@ -317,3 +318,16 @@ def test_an_interrupt_swallowed_by_a_finally_return_is_issued_again() -> None:
     assert guard.interrupts >= 2
     os.close(write_fd)
     os.close(read_fd)
+
+
+def test_a_closed_wakeup_is_no_longer_where_signals_are_written() -> None:
+    """A monitor closes its wake-up on the way out; a signal after that must not be written to
+    the closed descriptor (or to whatever file reuses its number)."""
+    previous = signal.set_wakeup_fd(-1)
+    try:
+        wake = Wakeup()
+        wake.wake_on_signals()
+        wake.close()
+        assert signal.set_wakeup_fd(-1) == -1
+    finally:
+        signal.set_wakeup_fd(previous)
