@@ -43,7 +43,12 @@ mlagents:
 demo: $(BIN)/grid-plan mlagents
 	$(BIN)/python scripts/demo.py
 
+# GNU parallel is what the dispatch benchmark compares against: installed with apt-get where
+# it can be (root on Debian); elsewhere its row is left out.
 bench: $(BIN)/grid-plan
+	@command -v parallel >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		apt-get install -y -q parallel >/dev/null 2>&1; } || \
+		echo "bench: GNU parallel is not installed: its dispatch row is left out"
 	cd bench && ../$(BIN)/python run_all.py
 
 clean:
