@@ -12,13 +12,20 @@ import time
 from pathlib import Path
 
 import psutil
-from common import BIN, FAKE_TRAINER, Row, behavior, plan, start, trainer_env, write_curve
+from common import (
+    BIN,
+    FAKE_TRAINER,
+    Row,
+    behavior,
+    plan,
+    running_runs,
+    start,
+    trainer_env,
+    write_curve,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mlagents_grid.queue import transitions
-from mlagents_grid.queue.claims import Claimer
 from mlagents_grid.queue.folder import Queue
-from mlagents_grid.queue.ownership import Claims, Identity
 from mlagents_grid.results.metric_source import TensorBoardMetrics
 from mlagents_grid.results.monitor import Monitor
 from tests.support.board import Board
@@ -60,11 +67,8 @@ def hundred_run_poll(root: Path) -> tuple[float, int, float]:
     """One monitor pass over 100 running runs: TensorBoard (time, requests) and --logdir."""
     stop = '{tag: "Environment/Cumulative Reward", step: 1000000, min: 1}'
     queue = Queue(plan(root, behavior(10, stop), POLL_RUNS))
-    claimer = Claimer(queue, Claims(Identity.this(), queue.sweep.lease))
-    claims = [claimer.next() for _ in range(POLL_RUNS)]
+    claims = running_runs(queue, POLL_RUNS)
     for claim in claims:
-        assert claim is not None
-        assert queue.ledger.write(claim.hold, transitions.started(claim.state, attempts=1))
         write_curve(root / "results" / claim.job.run_id / "3DBall", [5.0] * 10)
     board = Board(root / "results")
     board.start()
@@ -88,7 +92,6 @@ def hundred_run_poll(root: Path) -> tuple[float, int, float]:
     files.check()
     logdir_seconds = time.perf_counter() - began
     for claim in claims:
-        assert claim is not None
         claim.release()
     return http_seconds, requests, logdir_seconds
 

@@ -27,13 +27,10 @@ from fcntl import ioctl
 from pathlib import Path
 
 import psutil
-from common import BIN, REWARD, Row, behavior, plan, start
+from common import BIN, REWARD, Row, behavior, plan, running_runs, start
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mlagents_grid.queue import transitions
-from mlagents_grid.queue.claims import Claimer
 from mlagents_grid.queue.folder import Queue
-from mlagents_grid.queue.ownership import Claims, Identity
 from mlagents_grid.results.monitor import Monitor
 
 TERMINAL = (50, 200)  # rows, columns
@@ -285,18 +282,14 @@ def monitor_pass(runs: int) -> tuple[float, float, float]:
     stop = f'{{tag: "{REWARD}", step: 1000000, min: 1}}'
     with scratch() as root:
         queue = Queue(plan(root, behavior(1000, stop), runs))
-        claimer = Claimer(queue, Claims(Identity.this(), queue.sweep.lease))
-        claims = [claimer.next() for _ in range(runs)]
+        claims = running_runs(queue, runs)
         for claim in claims:
-            assert claim is not None
-            assert queue.ledger.write(claim.hold, transitions.started(claim.state, attempts=1))
             write_events(root / "results" / claim.job.run_id / "3DBall", [5.0] * POINTS_PER_CURVE)
         monitor = Monitor(queue, logdir=root / "results")
         began = time.perf_counter()
         monitor.check()
         first = time.perf_counter() - began
         for claim in claims:
-            assert claim is not None
             folder = root / "results" / claim.job.run_id / "3DBall"
             write_events(folder, [5.0] * 5, first_step=POINTS_PER_CURVE + 1)
         began = time.perf_counter()
@@ -308,7 +301,6 @@ def monitor_pass(runs: int) -> tuple[float, float, float]:
         probes = time.perf_counter() - began
         assert len(running) == runs
         for claim in claims:
-            assert claim is not None
             claim.release()
     return first, later, probes
 

@@ -9,7 +9,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlagents_grid.queue.folder import Claim, Queue
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -61,6 +64,23 @@ def plan(root: Path, behaviors: str, runs: int, extra_args: tuple[str, ...] = ()
 def behavior(ticks: int, stop: str = "") -> str:
     text = f"  3DBall:\n    trainer_type: ppo\n    max_steps: {ticks}\n    summary_freq: 1\n"
     return text + (f"    opt_stop: {stop}\n" if stop else "")
+
+
+def running_runs(queue: Queue, count: int) -> list[Claim]:
+    """The first `count` runs claimed by this process and recorded as started, as a worker
+    leaves them while its trainers train (release each claim when done)."""
+    from mlagents_grid.queue import transitions
+    from mlagents_grid.queue.claims import Claimer
+    from mlagents_grid.queue.ownership import Claims, Identity
+
+    claimer = Claimer(queue, Claims(Identity.this(), queue.sweep.lease))
+    claims = []
+    for _ in range(count):
+        claim = claimer.next()
+        assert claim is not None, "a planned run could not be claimed"
+        assert queue.ledger.write(claim.hold, transitions.started(claim.state, attempts=1))
+        claims.append(claim)
+    return claims
 
 
 def write_curve(folder: Path, values: list[float], tag: str = REWARD) -> None:
