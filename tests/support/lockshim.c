@@ -14,7 +14,7 @@
  *   GRID_LOCKSHIM_LOG     a line per process that loaded the shim, and per lock call on a
  *                         file under the root
  *
- * flock(2), lockf(3) and fcntl(2)'s record locks are covered.
+ * flock(2), lockf(3) (and lockf64) and fcntl(2)'s record locks are covered.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -145,17 +145,19 @@ int fcntl(int fd, int cmd, ...) {
     return shimmed(fd, lk->l_type == F_WRLCK, lk->l_type == F_UNLCK, do_fcntl);
 }
 
-int lockf(int fd, int cmd, off_t len) {
+static int lockf_cmd;
+static off_t lockf_len;
+static int do_lockf(int fd) {
     static int (*real)(int, int, off_t);
     if (!real) real = (int (*)(int, int, off_t))dlsym(RTLD_NEXT, "lockf");
-    char path[PATH_MAX];
-    if (!affected(fd, path)) return real(fd, cmd, len);
-    note("lock", path);
-    const char *m = mode();
-    if (strcmp(m, "ignore") == 0) return 0;
-    if (strcmp(m, "enosys") == 0) {
-        errno = ENOSYS;
-        return -1;
-    }
-    return real(fd, cmd, len);
+    return real(fd, lockf_cmd, lockf_len);
 }
+
+int lockf(int fd, int cmd, off_t len) {
+    lockf_cmd = cmd;
+    lockf_len = len;
+    return shimmed(fd, cmd == F_LOCK || cmd == F_TLOCK, cmd == F_ULOCK, do_lockf);
+}
+
+/* What callers built with 64-bit offsets call (Python's os.lockf among them). */
+int lockf64(int fd, int cmd, off_t len) { return lockf(fd, cmd, len); }
