@@ -33,13 +33,12 @@ def wine_version() -> str | None:
 def started(start: Callable[[], Started]) -> Started:
     """`start()` (a subprocess.Popen or subprocess.run), again when Wine fails to create the
     process."""
-    for attempt in range(1, STARTS + 1):
+    for attempt in range(1, STARTS):
         try:
             return start()
         except OSError as error:
-            wine_fault = getattr(error, "winerror", None) == WINE_INTERNAL_ERROR
-            if not wine_fault or wine_version() is None or attempt == STARTS:
+            if getattr(error, "winerror", None) != WINE_INTERNAL_ERROR or wine_version() is None:
                 raise
             print(f"Wine failed to create a process (attempt {attempt}): {error}", flush=True)
             time.sleep(BETWEEN_STARTS_S)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+    return start()
