@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +31,13 @@ TRAINER_ARGS = ["--torch-device=cpu"]
 # Each grid point trains this many times, with seeds 0, 1, ...: enough for the report's
 # intervals and its verdict on which differences hold.
 SEEDS = 2
+# Seconds the simulated environment waits per step (4 agent steps): 8,000 steps take about
+# 6 s more. Unpaced, a fast machine trains a run from step 4,000 to its end in the 2 to 4 s
+# TensorBoard and the monitor take to see step 4,000, and the rung is decided without it.
+STEP_DELAY = "0.003"
+# How long TensorBoard may take to answer before the workers start anyway (the monitor waits
+# for it); generous for a loaded machine.
+BOARD_READY_S = 60.0
 
 
 def free_port(preferred: int) -> int:
@@ -90,9 +100,11 @@ def main() -> int:
     logs = out / "logs"
     logs.mkdir()
 
-    def start(name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    def start(
+        name: str, command: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with open(logs / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=out)
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=out, env=env)
         started.append(proc)
         return proc
 
@@ -113,13 +125,6 @@ def main() -> int:
                 "2",
             ],
         )
-        workers = [
-            start(
-                f"worker-{i}",
-                [str(BIN / "grid-worker"), "--queue", str(queue), "--trainer", args.trainer],
-            )
-            for i in range(args.workers)
-        ]
         monitor = start(
             "monitor",
             [
@@ -132,6 +137,16 @@ def main() -> int:
                 "2",
             ],
         )
+        wait_for_board(board)
+        paced = {**os.environ, "GRID_SIM_STEP_DELAY": STEP_DELAY}
+        workers = [
+            start(
+                f"worker-{i}",
+                [str(BIN / "grid-worker"), "--queue", str(queue), "--trainer", args.trainer],
+                paced,
+            )
+            for i in range(args.workers)
+        ]
         print(f"Training: {args.workers} workers, monitor and TensorBoard at {board}")
         begin = time.monotonic()
         while any(w.poll() is None for w in workers):
@@ -178,6 +193,17 @@ def main() -> int:
         f"\nDemo finished in {time.monotonic() - began:.0f} s"
     )
     return 0 if reported.returncode == 0 else reported.returncode
+
+
+def wait_for_board(board: str) -> None:
+    """Wait until TensorBoard answers, so the monitor sees the first runs train."""
+    deadline = time.monotonic() + BOARD_READY_S
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{board}/data/logdir", timeout=5):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
 
 
 def best_configuration(markdown: Path) -> tuple[str, str] | None:

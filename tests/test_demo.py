@@ -28,7 +28,7 @@ def _load_demo() -> Any:
 
 demo = _load_demo()
 
-# The whole demo on a loaded 2-core machine (40-60 s quiet, 4 minutes with both cores busy).
+# The whole demo on a loaded 2-core machine (80 s quiet, 2 minutes with both cores busy).
 DEMO_S = 540
 
 
@@ -72,24 +72,32 @@ def test_make_demo_ends_with_intervals_a_verdict_and_a_decided_rung(
     assert "No 95% intervals" not in ran.stdout
     verdict = [line for line in ran.stdout.splitlines() if "95% interval" in line]
     assert verdict and ("is the best" in verdict[0] or "tied" in verdict[0]), ran.stdout
-    points = json.loads(
-        subprocess.run(
-            [
-                str(Path(sys.executable).parent / "grid-report"),
-                "--queue",
-                str(out / "queue"),
-                "--out",
-                str(tmp_path / "report"),
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
+    points = _tool_json(
+        "grid-report", "--queue", str(out / "queue"), "--out", str(tmp_path / "report")
     )
     assert points[0]["seeds"] == demo.SEEDS and points[0]["ci_low"] is not None
     assert points[0]["values"]["3DBall"]["learning_rate"] == 0.003
     rung = json.loads((out / "queue" / "rungs" / "1.json").read_text())
-    assert sorted(rung["promoted"]) == [0, 1]  # learning rate 0.003; 3e-4 is cut at the rung
-    assert sorted(rung["stopped"]) == [2, 3]
+    assert sorted(rung["promoted"]) == [0, 1]  # learning rate 0.003
+    # The slower rates (3e-4, 1e-5) end at the rung or, where opt_stop met all of a point's
+    # runs at step 2,000, before it: which of them hovers around the 0.1 bar there is noise.
+    before = {p["point"] for p in rung["points"] if not p["eligible"]}
+    assert set(rung["stopped"]) | before == {2, 3, 4, 5}, rung
+    runs = _tool_json("grid-status", "--queue", str(out / "queue"))["runs"]
+    barely_learning = [r for r in runs if r["values"]["3DBall"]["learning_rate"] == 1e-5]
+    assert any(
+        r["status"] == "stopped" and "< 0.1 [step: " in (r["stop_reason"] or "")
+        for r in barely_learning
+    ), barely_learning
+
+
+def _tool_json(tool: str, *args: str) -> Any:
+    """What one of the tools prints with --json."""
+    printed = subprocess.run(
+        [str(Path(sys.executable).parent / tool), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(printed.stdout)
