@@ -110,20 +110,25 @@ class RealSweep:
         self.trainer = trainer
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, tool: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, tool: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.root / f"{tool}-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [str(BIN / tool), "--queue", str(self.queue_dir), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
         log.close()
         self.procs.append(proc)
         return proc
 
-    def worker(self, *args: str) -> subprocess.Popen[bytes]:
-        return self.start("grid-worker", "--trainer", str(self.trainer), *args)
+    def worker(self, *args: str, step_delay: float = 0.0) -> subprocess.Popen[bytes]:
+        """A worker; `step_delay` paces the simulated environment (seconds per step)."""
+        env = {**os.environ, "GRID_SIM_STEP_DELAY": str(step_delay)}
+        return self.start("grid-worker", "--trainer", str(self.trainer), *args, env=env)
 
     def statuses(self) -> dict[str, str]:
         return {s.run_id: s.status for s in map(self.queue.state_of, self.queue.sweep.run_ids)}
