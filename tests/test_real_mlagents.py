@@ -85,6 +85,11 @@ def behavior(lr: object, stop: str = "", max_steps: int = 8000) -> str:
     )
 
 
+# Seconds the simulated environment waits per step (4 agent steps; 8,000 steps: 4 s more).
+# Unpaced, a fast machine trains 4,000 steps in about 2 s, less than TensorBoard and the monitor
+# may take to see a step, and a run the monitor should stop or pause could end first.
+STEP_DELAY = 0.002
+
 STOP_BAD = f"opt_stop: {{tag: {REWARD}, step: 4000, min: 0.5}}\n"
 
 
@@ -125,9 +130,8 @@ class RealSweep:
         self.procs.append(proc)
         return proc
 
-    def worker(self, *args: str, step_delay: float = 0.0) -> subprocess.Popen[bytes]:
-        """A worker; `step_delay` paces the simulated environment (seconds per step)."""
-        env = {**os.environ, "GRID_SIM_STEP_DELAY": str(step_delay)}
+    def worker(self, *args: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "GRID_SIM_STEP_DELAY": str(STEP_DELAY)}
         return self.start("grid-worker", "--trainer", str(self.trainer), *args, env=env)
 
     def statuses(self) -> dict[str, str]:

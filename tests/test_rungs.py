@@ -338,9 +338,7 @@ def test_real_four_points_one_rung(tmp_path: Path, sim_learn: Path) -> None:
     sweep = RealSweep(tmp_path, config, sim_learn)
     try:
         monitor = sweep.start("grid-monitor", "--logdir", str(sweep.results), "--interval", "1")
-        # Paced: unpaced, a fast machine trains from step 2,000 to 5,000 in about the time
-        # the monitor takes to see step 2,000, and a point could finish before the rung.
-        workers = [sweep.worker(step_delay=0.002) for _ in range(2)]
+        workers = [sweep.worker() for _ in range(2)]
         assert finish(workers) == [0, 0]
         assert finish([monitor], EXIT_S) == [0]
     finally:
